@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # Debian packages: QEMU and image tools for the local bake, packer for the templates,
 # cloud-init as the benchmark peer, shellcheck for install.sh.
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap packer genisoimage xorriso shellcheck \
-	dosfstools mtools grub-pc-bin grub-efi-amd64-bin grub-common squashfs-tools e2fsprogs fdisk \
+	dosfstools mtools grub-pc-bin grub-efi-amd64-bin grub-common grub2-common squashfs-tools e2fsprogs fdisk \
 	parted cloud-init cpio zstd debian-archive-keyring busybox-static kmod
 
 .PHONY: help deps apt venv test test-fast lint typecheck bench bake iso base e2e clean
