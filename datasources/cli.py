@@ -1,0 +1,173 @@
+"""The ``datasources`` console script: ``fetch`` the node's userdata, ``list`` the providers.
+
+Data goes to stdout (``--json``, ``list``), log lines to stderr. Exit codes: 0 a provider was
+detected, 1 none was, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from datasources.output import DEFAULT_OUTPUT
+
+EXIT_DETECTED = 0
+EXIT_NONE = 1
+EXIT_USAGE = 2
+DEFAULT_TIMEOUT = 10.0
+ROOT_ENV = "DATASOURCES_ROOT"
+
+DESCRIPTION = """\
+Find this node's userdata and metadata and write them into /run/config.
+
+commands:
+  fetch [PROVIDER ...]  probe the providers in order; the first that returns userdata wins,
+                        else the metadata of the first one detected is written
+  list                  print the registered providers (built-in and third-party) in default order
+
+Exit codes: 0 a provider was detected, 1 none was, 2 usage error.
+Environment: DATASOURCES_<PROVIDER>_URL replaces a provider's base URL, DATASOURCES_DMI_DIR
+replaces /sys/class/dmi/id, DATASOURCES_CDROM_DEVICES lists block devices or image files,
+DATASOURCES_ROOT is the root whose k3OS config gives the default order, DATASOURCES_TRACE=1
+logs every plugin hook call with its duration."""
+
+FETCH_EPILOG = """\
+examples:
+  datasources fetch                      # order from k3os.data_sources, else the default order
+  datasources fetch aws cdrom --timeout 5
+  datasources fetch gcp --output /tmp/cfg --json"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``datasources``."""
+    parser = _Parser(
+        prog="datasources", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    fetch = sub.add_parser(
+        "fetch",
+        help="find the userdata and write the output files",
+        description="Probe the providers in order and write the winner's files.",
+        epilog=FETCH_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fetch.add_argument("providers", nargs="*", metavar="PROVIDER", help="providers in order of preference")
+    fetch.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help="default: %(default)s")
+    fetch.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="overall deadline for the whole fetch (default: %(default)g)",
+    )
+    fetch.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    sub.add_parser("list", help="print the registered providers in default order")
+    return parser
+
+
+def configured_order(env: Mapping[str, str]) -> list[str]:
+    """``k3os.data_sources`` of the merged k3OS config under ``DATASOURCES_ROOT`` (default /)."""
+    try:
+        from image_base.config import load_merged  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        return []
+    try:
+        config = load_merged(env.get(ROOT_ENV) or "/")
+    except Exception as exc:  # a broken config must not stop the node from finding its userdata
+        sys.stderr.write(f"datasources: cannot read the k3OS config ({exc}); using the default order\n")
+        return []
+    return _data_sources_of(config)
+
+
+def _data_sources_of(config: object) -> list[str]:
+    k3os = config.get("k3os") if isinstance(config, Mapping) else getattr(config, "k3os", None)
+    if k3os is None:
+        return []
+    sources = k3os.get("data_sources") if isinstance(k3os, Mapping) else getattr(k3os, "data_sources", None)
+    if isinstance(sources, str):
+        sources = sources.split()
+    if not isinstance(sources, list | tuple):
+        return []
+    return [str(s) for s in sources if str(s).strip()]
+
+
+def _cmd_list() -> int:
+    from datasources.plugins import get_plugin_manager, plugin_of, provider_table
+
+    pm = get_plugin_manager(load_entrypoints=True)
+    for info in provider_table(pm).providers:
+        extra = f" (alias: {', '.join(info.aliases)})" if info.aliases else ""
+        origin = plugin_of(pm, info.name) or "?"
+        cloud = info.cloud or "-"
+        sys.stdout.write(f"{info.name}\tcloud={cloud}\torder={info.order}\tplugin={origin}{extra}\n")
+    return EXIT_DETECTED
+
+
+def _cmd_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from datasources import engine
+    from datasources.output import write_output
+    from datasources.plugins import get_plugin_manager, needs_entrypoints, provider_table
+
+    names: list[str] = list(args.providers) or configured_order(env)
+    pm = get_plugin_manager(load_entrypoints=needs_entrypoints(names), env=env)
+    if not names:
+        names = provider_table(pm).names()
+    try:
+        result = engine.fetch(names, args.timeout, env, pm=pm)
+    except engine.UsageError as exc:
+        sys.stderr.write(f"datasources: error: {exc}\n")
+        return EXIT_USAGE
+    try:
+        files = write_output(args.output, result.metadata)
+    except OSError as exc:
+        sys.stderr.write(f"datasources: error: cannot write {args.output}: {exc.strerror or exc}\n")
+        return EXIT_NONE
+    if result.metadata is None:
+        sys.stderr.write("datasources: no provider detected\n")
+    else:
+        has = "with" if result.has_userdata else "without"
+        sys.stderr.write(f"datasources: using {result.provider} ({has} userdata)\n")
+    if args.json:
+        import json
+
+        doc = {
+            "provider": result.provider,
+            "userdata": result.has_userdata,
+            "files": files,
+            "attempts": [a.as_dict() for a in result.attempts],
+        }
+        sys.stdout.write(json.dumps(doc) + "\n")
+    return EXIT_DETECTED if result.metadata is not None else EXIT_NONE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``datasources``; return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        return _cmd_fetch(args, os.environ)
+    except KeyboardInterrupt:
+        sys.stderr.write("datasources: interrupted\n")
+        return 130

@@ -1,0 +1,237 @@
+"""The probe engine: the ordered semantics of DESIGN.md, probed concurrently.
+
+Providers are considered in the given order. The first one that returns userdata wins; if none
+does, the metadata of the first detected provider is used. Every provider is probed at once in
+its own thread, then the results are walked in order, and the walk stops as soon as the ordered
+rule has decided, without waiting for providers further down the list. One overall deadline
+bounds everything; the DMI fast path skips providers of other clouds without network access.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pluggy
+
+from datasources.model import Dmi, FetchContext, Metadata, NotDetected, Outcome, ProviderError
+from datasources.plugins import ProviderTable, get_plugin_manager, needs_entrypoints, provider_table
+
+# How long past the deadline the engine waits for a provider that ignores it.
+DEADLINE_GRACE = 0.25
+
+
+class UsageError(Exception):
+    """A mistake of the caller: unknown provider, bad timeout."""
+
+
+@dataclass
+class Attempt:
+    """One provider's part in a fetch."""
+
+    provider: str
+    outcome: Outcome
+    detail: str
+    elapsed_ms: int
+
+    def as_dict(self) -> dict[str, object]:
+        """The ``attempts[]`` entry of ``--json``."""
+        return {
+            "provider": self.provider,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "elapsed_ms": self.elapsed_ms,
+        }
+
+    def describe(self) -> str:
+        """One log line telling "not this cloud" from "this cloud, but it failed"."""
+        what = {
+            "userdata": f"userdata ({self.detail})",
+            "detected": f"detected ({self.detail})",
+            "absent": f"absent (not this cloud: {self.detail})",
+            "error": f"error (this cloud, but: {self.detail})",
+        }[self.outcome]
+        return f"{self.provider}: {what} in {self.elapsed_ms} ms"
+
+
+@dataclass
+class FetchResult:
+    """The outcome of a fetch: the winning provider's metadata (None: nothing detected)."""
+
+    metadata: Metadata | None
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def provider(self) -> str | None:
+        """Name of the winning provider."""
+        return self.metadata.provider if self.metadata else None
+
+    @property
+    def has_userdata(self) -> bool:
+        """True when the winner gave userdata."""
+        return self.metadata is not None and self.metadata.userdata is not None
+
+
+@dataclass
+class _Probe:
+    provider: str
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome = "error"
+    detail: str = ""
+    metadata: Metadata | None = None
+    elapsed_ms: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def resolve_providers(names: Sequence[str], table: ProviderTable) -> list[str]:
+    """Canonical names in the given order, aliases resolved, duplicates dropped.
+
+    :raises UsageError: a name no plugin announces.
+    """
+    out: list[str] = []
+    for name in names:
+        canonical = table.resolve(name)
+        if canonical is None:
+            known = " ".join(table.names())
+            raise UsageError(f"unknown provider {name!r} (known: {known})")
+        if canonical not in out:
+            out.append(canonical)
+    return out
+
+
+def dmi_claimed_cloud(pm: pluggy.PluginManager, dmi: Dmi) -> str | None:
+    """The one cloud DMI positively names, or None (silent, or several clouds claimed)."""
+    clouds: set[str] = set()
+    for claims in pm.hook.datasources_dmi_claims(dmi=dmi):
+        clouds.update(c for c in claims or () if c)
+    return next(iter(clouds)) if len(clouds) == 1 else None
+
+
+def base_url_for(pm: pluggy.PluginManager, provider: str, env: Mapping[str, str]) -> str:
+    """``DATASOURCES_<NAME>_URL`` when set, else the plugin's default (no trailing slash)."""
+    key = "DATASOURCES_" + provider.upper().replace("-", "_") + "_URL"
+    url = env.get(key) or pm.hook.datasources_base_url(provider=provider) or ""
+    return str(url).rstrip("/")
+
+
+def _stderr_log(line: str) -> None:
+    sys.stderr.write(f"datasources: {line}\n")
+
+
+def _prefixed(log: Callable[[str], None], provider: str) -> Callable[[str], None]:
+    def write(line: str) -> None:
+        log(f"{provider}: {line}")
+
+    return write
+
+
+def _run_probe(pm: pluggy.PluginManager, probe: _Probe, ctx: FetchContext) -> None:
+    from datasources.userdata import UserdataError, decode_userdata
+
+    start = time.monotonic()
+    try:
+        md = pm.hook.datasources_fetch(provider=probe.provider, ctx=ctx)
+        if md is None:
+            probe.outcome, probe.detail = "error", "no plugin implements this provider"
+        elif not isinstance(md, Metadata):
+            probe.outcome, probe.detail = "error", f"bug: fetch returned {type(md).__name__}"
+        else:
+            md.provider = probe.provider
+            md.userdata = decode_userdata(md.userdata)
+            probe.metadata = md
+            if md.userdata is not None:
+                probe.outcome, probe.detail = "userdata", f"{len(md.userdata)} bytes"
+            else:
+                probe.outcome, probe.detail = "detected", "no userdata"
+    except NotDetected as exc:
+        probe.outcome, probe.detail = "absent", str(exc) or "not detected"
+    except ProviderError as exc:
+        probe.outcome, probe.detail = "error", str(exc) or "failed"
+    except UserdataError as exc:
+        probe.outcome, probe.detail = "error", str(exc)
+    except Exception as exc:  # a provider bug must not end the search
+        probe.outcome, probe.detail = "error", f"bug: {type(exc).__name__}: {exc}"
+    finally:
+        probe.elapsed_ms = round((time.monotonic() - start) * 1000)
+        probe.done.set()
+
+
+def fetch(
+    providers: Sequence[str],
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    dmi: Dmi | None = None,
+    *,
+    pm: pluggy.PluginManager | None = None,
+    log: Callable[[str], None] | None = None,
+) -> FetchResult:
+    """Find the node's userdata and metadata by the ordered rule of DESIGN.md.
+
+    :param providers: provider names or aliases, in order of preference (must not be empty).
+    :param timeout: overall deadline in seconds.
+    :param env: environment for ``DATASOURCES_*`` overrides (default: the process environment).
+    :param dmi: the machine's DMI (default: read from ``/sys/class/dmi/id``).
+    :param pm: a plugin manager (default: built here, entry points only when needed).
+    :param log: receives one line per attempt and the providers' own log lines.
+    :raises UsageError: unknown provider, empty list, or a timeout that is not positive.
+    """
+    env = os.environ if env is None else env
+    log = log or _stderr_log
+    if not providers:
+        raise UsageError("no provider to probe")
+    if not timeout > 0:
+        raise UsageError(f"timeout must be a positive number of seconds, not {timeout}")
+    if pm is None:
+        pm = get_plugin_manager(load_entrypoints=needs_entrypoints(providers), env=env)
+    table = provider_table(pm)
+    order = resolve_providers(providers, table)
+    deadline = time.monotonic() + timeout
+    if dmi is None:
+        from datasources.dmi import read_dmi
+
+        dmi = read_dmi(env)
+    claimed = dmi_claimed_cloud(pm, dmi)
+
+    probes: list[_Probe] = []
+    for name in order:
+        probe = _Probe(name)
+        probes.append(probe)
+        cloud = table.info(name).cloud
+        if claimed is not None and cloud is not None and cloud != claimed:
+            probe.outcome, probe.detail = "absent", f"skipped: DMI names {claimed}"
+            probe.done.set()
+            continue
+        ctx = FetchContext(
+            provider=name,
+            base_url=base_url_for(pm, name, env),
+            deadline=deadline,
+            dmi=dmi,
+            env=env,
+            log=_prefixed(log, name),
+        )
+        threading.Thread(target=_run_probe, args=(pm, probe, ctx), name=f"probe-{name}", daemon=True).start()
+
+    return _walk_in_order(probes, deadline, log)
+
+
+def _walk_in_order(probes: list[_Probe], deadline: float, log: Callable[[str], None]) -> FetchResult:
+    attempts: list[Attempt] = []
+    first_detected: Metadata | None = None
+    for probe in probes:
+        wait = max(0.0, deadline - time.monotonic()) + DEADLINE_GRACE
+        if not probe.done.wait(wait):
+            elapsed = round((time.monotonic() - probe.started) * 1000)
+            attempt = Attempt(probe.provider, "absent", "gave no answer before the deadline", elapsed)
+        else:
+            attempt = Attempt(probe.provider, probe.outcome, probe.detail, probe.elapsed_ms)
+        attempts.append(attempt)
+        log(attempt.describe())
+        if attempt.outcome == "userdata":
+            return FetchResult(probe.metadata, attempts)
+        if attempt.outcome == "detected" and first_detected is None:
+            first_detected = probe.metadata
+    return FetchResult(first_detected, attempts)
