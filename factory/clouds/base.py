@@ -60,6 +60,7 @@ class BakeRequest:
     tags: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 3600.0
     poll_interval_s: float = 15.0
+    bake_id: str = ""
 
 
 @dataclass(frozen=True)
