@@ -164,11 +164,15 @@ class FatVolume:
     def _chain(self, first: int, max_clusters: int) -> list[int]:
         """The clusters of a chain starting at ``first``, at most ``max_clusters`` of them."""
         chain: list[int] = []
+        seen: set[int] = set()
         cluster = first
         end = _END_OF_CHAIN[self._geo.fat_bits]
         while True:
             if cluster < 2 or cluster > self._geo.max_cluster:
                 raise VolumeError(f"cluster chain reaches invalid cluster {cluster:#x}")
+            if cluster in seen:
+                raise VolumeError(f"cluster chain loops back to cluster {cluster:#x}")
+            seen.add(cluster)
             chain.append(cluster)
             if len(chain) >= max_clusters:
                 return chain
@@ -205,7 +209,7 @@ class FatVolume:
         limit = MAX_DIRECTORY_BYTES // geo.cluster + 1
         clusters = self._chain(first, limit + 1)
         if len(clusters) > limit:
-            raise VolumeError("directory exceeds the limit or its chain loops")
+            raise VolumeError("directory exceeds the size limit")
         return self._read_clusters(clusters, len(clusters) * geo.cluster)
 
     def _root_label(self) -> str:
