@@ -69,7 +69,7 @@ def candidate_devices(
     except OSError:
         names = []
     devices = [
-        os.path.join(dev_dir, name)
+        os.path.join(dev_dir, name.replace("!", "/"))  # sysfs spells /dev/cciss/c0d0 "cciss!c0d0"
         for name in names
         if not name.startswith(SKIPPED_PREFIXES) and not _has_no_medium(os.path.join(sys_block, name))
     ]
@@ -77,7 +77,8 @@ def candidate_devices(
         optical = sorted((n for n in os.listdir(dev_dir) if re.fullmatch(r"sr\d+", n)), key=_natural_key)
     except OSError:
         optical = []
-    devices += [os.path.join(dev_dir, name) for name in optical]
+    # /dev/sr* catches drives sysfs does not list; those sysfs listed were judged above.
+    devices += [os.path.join(dev_dir, name) for name in optical if name not in names]
     return list(dict.fromkeys(devices))
 
 
