@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from datasources.model import Metadata, ProviderError
 from datasources.providers import _iso9660, _vfat
@@ -33,8 +33,7 @@ MAX_METADATA_BYTES = 1 << 20
 _CORRUPTION = (VolumeError, ValueError, IndexError, KeyError)
 
 
-@dataclass(frozen=True)
-class Seed:
+class Seed(NamedTuple):
     """A device whose filesystem label names a NoCloud or config-drive volume."""
 
     path: str

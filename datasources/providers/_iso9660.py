@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from datasources.providers._blockdev import DeviceReader, FileTooLarge, VolumeError
 
@@ -23,8 +23,7 @@ JOLIET_ESCAPES = (b"%/@", b"%/C", b"%/E")
 _NOT_D_CHAR = re.compile(r"[^A-Z0-9_.]")
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     """One directory record: its name as the chosen naming scheme gives it."""
 
     name: str

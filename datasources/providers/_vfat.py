@@ -9,7 +9,7 @@ depth and file sizes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from datasources.providers._blockdev import DeviceReader, FileTooLarge, VolumeError
 
@@ -19,8 +19,7 @@ NO_LABEL = "NO NAME"
 _END_OF_CHAIN = {12: 0xFF8, 16: 0xFFF8, 32: 0x0FFFFFF8}
 
 
-@dataclass(frozen=True)
-class _Geometry:
+class _Geometry(NamedTuple):
     """The layout a boot sector describes."""
 
     fat_bits: int
@@ -35,8 +34,7 @@ class _Geometry:
     boot_label: str
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     """One directory entry: long and short name, type, first cluster, size."""
 
     long_name: str | None
