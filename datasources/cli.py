@@ -89,11 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
 def configured_order(env: Mapping[str, str]) -> list[str]:
     """``k3os.data_sources`` of the merged k3OS config under ``DATASOURCES_ROOT`` (default /)."""
     try:
+        from pathlib import Path
+
         from image_base.config import load_merged  # type: ignore[attr-defined, unused-ignore]
     except ImportError:
         return []
     try:
-        config = load_merged(env.get(ROOT_ENV) or "/")
+        config = load_merged(Path(env.get(ROOT_ENV) or "/"))
     except Exception as exc:  # a broken config must not stop the node from finding its userdata
         sys.stderr.write(f"datasources: cannot read the k3OS config ({exc}); using the default order\n")
         return []

@@ -1,0 +1,132 @@
+"""The plugin manager: built-ins, missing modules, third-party providers through entry points."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from datasources.plugins import (
+    DEFAULT_PLUGINS,
+    _import_optional,
+    get_plugin_manager,
+    needs_entrypoints,
+    provider_table,
+)
+
+from .conftest import StartEmulator, run_cli, url_env
+
+THIRD_PARTY = '''
+"""A throwaway third-party datasource: reads its userdata from the file named by FILECLOUD_PATH."""
+from datasources import hookimpl
+from datasources.model import Metadata, NotDetected, ProviderInfo
+
+
+@hookimpl
+def datasources_providers():
+    return [ProviderInfo("filecloud", "filecloud", 5, aliases=("fc",))]
+
+
+@hookimpl
+def datasources_base_url(provider):
+    return None
+
+
+@hookimpl
+def datasources_fetch(provider, ctx):
+    if provider != "filecloud":
+        return None
+    path = ctx.env.get("FILECLOUD_PATH", "")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        raise NotDetected("no file " + path)
+    return Metadata(provider, instance_id="fc-1", hostname="fc-host", userdata=data)
+'''
+
+
+@pytest.fixture
+def third_party(tmp_path: Path) -> Path:
+    """A directory, to put on PYTHONPATH, holding the plugin module and its dist-info."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "filecloud_plugin.py").write_text(THIRD_PARTY)
+    info = site / "filecloud_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: filecloud-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[k3os_factory.datasources]\nfilecloud = filecloud_plugin\n")
+    return site
+
+
+def test_builtins_are_registered_and_ordered() -> None:
+    pm = get_plugin_manager(load_entrypoints=False)
+    table = provider_table(pm)
+    present = [m.rsplit(".", 1)[1] for m in DEFAULT_PLUGINS if m in sys.modules]
+    assert table.names()[0] == "aws"
+    assert set(present) <= set(table.names())
+    orders = [table.info(n).order for n in table.names()]
+    assert orders == sorted(orders)
+
+
+def test_a_missing_builtin_is_skipped_but_a_broken_one_surfaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _import_optional("datasources.providers.no_such_provider") is None
+    (tmp_path / "broken_provider_mod.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+        _import_optional("broken_provider_mod")
+
+
+def test_entry_points_are_only_needed_for_unknown_names() -> None:
+    assert not needs_entrypoints(["aws", "equinixmetal", "cdrom"])
+    assert needs_entrypoints(["aws", "filecloud"])
+    assert needs_entrypoints([])
+
+
+def test_third_party_provider_is_listed_and_used(
+    third_party: Path, base_env: dict[str, str], tmp_path: Path, emulators: StartEmulator
+) -> None:
+    env = {**base_env, "PYTHONPATH": str(third_party)}
+    listed = run_cli("list", env=env)
+    assert listed.returncode == 0
+    rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert rows[0][0] == "filecloud" and "plugin=filecloud" in listed.stdout
+    assert "alias: fc" in listed.stdout
+
+    ud = tmp_path / "ud"
+    ud.write_bytes(b"#cloud-config\n")
+    aws = emulators("aws")
+    env = {**env, "FILECLOUD_PATH": str(ud), url_env("aws"): aws.url}
+    run = run_cli("fetch", "aws", "fc", "--output", str(tmp_path / "o"), "--json", env=env)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["provider"] == "filecloud"
+    assert [a["outcome"] for a in doc["attempts"]] == ["detected", "userdata"]
+    assert (tmp_path / "o" / "userdata").read_bytes() == b"#cloud-config\n"
+
+    run = run_cli(
+        "fetch", "filecloud", "--output", str(tmp_path / "o"), env={**env, "FILECLOUD_PATH": "/nope"}
+    )
+    assert run.returncode == 1
+    assert "filecloud: absent (not this cloud: no file /nope)" in run.stderr
+
+
+def test_third_party_is_unknown_without_its_package(base_env: dict[str, str]) -> None:
+    run = run_cli("fetch", "filecloud", env=base_env)
+    assert run.returncode == 2 and "unknown provider 'filecloud'" in run.stderr
+
+
+def test_hookspecs_have_docstrings() -> None:
+    from datasources import hookspecs
+
+    for name in (
+        "datasources_providers",
+        "datasources_dmi_claims",
+        "datasources_base_url",
+        "datasources_fetch",
+    ):
+        assert (getattr(hookspecs, name).__doc__ or "").strip(), name
