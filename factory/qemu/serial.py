@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -19,6 +19,7 @@ from typing import Protocol, TextIO
 PROGRESS_MARKERS = (
     "k3os-factory",
     "k3os-init",
+    "k3os-boot",
     "k3os:",
     "Cloud-init v.",
     "cloud-init",
@@ -36,21 +37,20 @@ class _Process(Protocol):
 
 
 class SerialWatcher:
-    """Incremental reader of a serial log file."""
+    """Incremental reader of a serial log file. ``emit`` receives the progress lines (those holding
+    one of ``markers``, or every line with ``verbose``)."""
 
     def __init__(
         self,
         log: Path,
         *,
-        echo: TextIO | None = None,
+        emit: Callable[[str], None] | None = None,
         markers: Sequence[str] = PROGRESS_MARKERS,
-        prefix: str = "  | ",
         verbose: bool = False,
     ) -> None:
         self.log = log
-        self.echo = echo
+        self.emit = emit
         self.markers = tuple(markers)
-        self.prefix = prefix
         self.verbose = verbose
         self.lines: list[str] = []
         self._offset = 0
@@ -70,10 +70,10 @@ class SerialWatcher:
         new = [_clean(raw) for raw in complete]
         new = [line for line in new if line]
         self.lines.extend(new)
-        if self.echo is not None:
+        if self.emit is not None:
             for line in new:
                 if self.verbose or any(marker in line for marker in self.markers):
-                    print(f"{self.prefix}{line}", file=self.echo, flush=True)
+                    self.emit(line)
         return new
 
     def flush_partial(self) -> list[str]:
@@ -142,6 +142,10 @@ def watch(
         time.sleep(POLL_SECONDS)
 
 
-def default_echo() -> TextIO:
-    """Where progress goes: stderr."""
-    return sys.stderr
+def stderr_emitter(prefix: str = "  | ", stream: TextIO | None = None) -> Callable[[str], None]:
+    """An ``emit`` callback printing ``prefix + line`` on stderr (or ``stream``)."""
+
+    def emit(line: str) -> None:
+        print(f"{prefix}{line}", file=stream or sys.stderr, flush=True)
+
+    return emit
