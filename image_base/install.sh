@@ -24,7 +24,7 @@ FORCE_EFI=0 DEBUG=0 TTY="" POWEROFF=0 TAKEOVER=0 NO_FORMAT=0 CONFIG="" DEVICE=""
 TARGET_DIR_HOOK=${K3OS_INSTALL_TARGET_DIR:-}
 RETRIES=${K3OS_INSTALL_RETRIES:-5}
 RETRY_DELAY=${K3OS_INSTALL_RETRY_DELAY:-2}
-WORK="" TARGET="" ISO_DIR="" STATE_DEV="" ESP_DEV="" GRUB_DISK=""
+WORK="" TARGET="" ISO_DIR="" STATE_DEV="" ESP_DEV="" GRUB_DISK="" ESP_MOUNTED=1
 MOUNTS=() LOOPS=()
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
@@ -216,8 +216,11 @@ format_disk() {
     MOUNTS+=("$TARGET")
     if [[ -n $ESP_DEV ]]; then
         mkdir -p "$TARGET/boot/efi"
-        mount "$ESP_DEV" "$TARGET/boot/efi"
-        MOUNTS+=("$TARGET/boot/efi")
+        if mount "$ESP_DEV" "$TARGET/boot/efi" 2>/dev/null; then
+            MOUNTS+=("$TARGET/boot/efi")
+        else
+            ESP_MOUNTED=0 # e.g. a kernel without vfat: install_grub writes the ESP with mtools
+        fi
     fi
     GRUB_DISK=$DEVICE
     if [[ -f $DEVICE ]]; then
@@ -320,7 +323,9 @@ EOF
 
 install_grub() {
     if ((NO_FORMAT)) || [[ -n $TARGET_DIR_HOOK ]]; then return 0; fi
-    if [[ -n $ESP_DEV ]]; then
+    if [[ -n $ESP_DEV ]] && ((!ESP_MOUNTED)); then
+        install_grub_efi_unmounted
+    elif [[ -n $ESP_DEV ]]; then
         log "grub-install (EFI) on $DEVICE"
         grub-install --target=x86_64-efi --efi-directory="$TARGET/boot/efi" \
             --boot-directory="$TARGET/boot" --removable --no-nvram \
@@ -331,6 +336,24 @@ install_grub() {
         # device over one partition (image files); core.img then finds /boot/grub by filesystem UUID.
         grub-install --target=i386-pc --boot-directory="$TARGET/boot" \
             --modules="part_msdos part_gpt ext2" "$GRUB_DISK"
+    fi
+}
+
+# The ESP cannot be mounted (no vfat in this kernel): build a standalone GRUB EFI binary whose
+# embedded config finds K3OS_STATE and loads its grub.cfg, and copy it in with mtools.
+install_grub_efi_unmounted() {
+    if ! have grub-mkstandalone || ! have mcopy || ! have mmd; then
+        die "cannot mount the EFI system partition and grub-mkstandalone or mtools (mcopy, mmd) is missing"
+    fi
+    log "cannot mount the EFI system partition: writing a standalone GRUB EFI image with mtools"
+    # shellcheck disable=SC2016 # $root is GRUB's variable, written literally
+    printf 'search --no-floppy --set=root --label %s\nset prefix=($root)/boot/grub\nconfigfile ($root)/boot/grub/grub.cfg\n' \
+        "$STATE_LABEL" >"$WORK/early.cfg"
+    grub-mkstandalone -O x86_64-efi -o "$WORK/BOOTX64.EFI" "boot/grub/grub.cfg=$WORK/early.cfg"
+    # mtools warns about disk geometry on loop devices; a real failure still ends the install.
+    if ! MTOOLS_SKIP_CHECK=1 mmd -i "$ESP_DEV" ::/EFI ::/EFI/BOOT 2>/dev/null ||
+        ! MTOOLS_SKIP_CHECK=1 mcopy -i "$ESP_DEV" "$WORK/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI 2>/dev/null; then
+        die "mtools could not write the EFI system partition $ESP_DEV"
     fi
 }
 
