@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +14,6 @@ from image_base.config.model import K3osConfig
 from image_base.config.phases import K3S_KEYS, PHASES
 from image_base.config.runner import RecordingRunner, Runner, SubprocessRunner
 from image_base.config.steps import ApplyContext, KeyFetcher
-
-log = logging.getLogger(__name__)
 
 Step = Callable[[ApplyContext], None]
 
@@ -98,8 +95,6 @@ def apply(
             step(ctx)
         except (OSError, ValueError) as exc:
             ctx.failures.append(f"{key}: {exc}")
-    for line in ctx.failures:
-        log.error("%s", line)
     if ctx.failures:
         raise ApplyError(ctx.actions, ctx.failures)
     return ctx.actions
