@@ -125,3 +125,10 @@ def test_apply_run_commands_really_runs_and_failure_exits_1(tmp_path: Path) -> N
     assert result.returncode == 1
     assert marker.exists()
     assert "k3os: failed: run_cmd[1] exited 3" in result.stderr
+
+
+def test_import_stays_cheap() -> None:
+    code = "import sys, image_base.config; print(sorted(m.split('.')[0] for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for heavy in ("datasources", "requests", "boto3", "pluggy", "pycdlib", "factory"):
+        assert f"'{heavy}'" not in out
