@@ -8,9 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -24,6 +26,7 @@ from image_base.config.runner import RecordingRunner
 from image_base.config.steps import KeyFetcher
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Where ``github:USER`` keys come from; ``K3OS_GITHUB_KEYS_URL`` overrides it (mirrors, tests).
 GITHUB_KEYS_URL = "https://github.com/{user}.keys"
 GITHUB_TIMEOUT_SECONDS = 10.0
 
@@ -82,7 +85,9 @@ def github_key_fetcher() -> KeyFetcher:
         from datasources.http import request
 
         deadline = time.monotonic() + GITHUB_TIMEOUT_SECONDS
-        response = request("GET", GITHUB_KEYS_URL.format(user=user), deadline=deadline)
+        template = os.environ.get("K3OS_GITHUB_KEYS_URL", GITHUB_KEYS_URL)
+        url = template.format(user=urllib.parse.quote(user, safe=""))
+        response = request("GET", url, deadline=deadline, max_bytes=1024 * 1024)
         if response.status != 200:
             raise OSError(f"HTTP {response.status}")
         return response.body.decode("utf-8", "replace").splitlines()
