@@ -150,10 +150,11 @@ open_iso() {
     elif have xorriso; then
         log "cannot mount the ISO; extracting /k3os with xorriso"
         xorriso -osirrox on -indev "$iso" -extract /k3os "$ISO_DIR/k3os" >/dev/null 2>&1 ||
-            die "cannot read /k3os from $iso with xorriso"
+            die "cannot read /k3os from $iso with xorriso: not a k3OS ISO, or a damaged one"
     elif have bsdtar; then
         log "cannot mount the ISO; extracting /k3os with bsdtar"
-        bsdtar -xf "$iso" -C "$ISO_DIR" k3os || die "cannot read /k3os from $iso with bsdtar"
+        bsdtar -xf "$iso" -C "$ISO_DIR" k3os ||
+            die "cannot read /k3os from $iso with bsdtar: not a k3OS ISO, or a damaged one"
     else
         die "cannot mount $iso and neither xorriso nor bsdtar is installed"
     fi
@@ -258,7 +259,14 @@ copy_system() {
     mkdir -p "$system"
     # Old "current" links would make cp descend into the previous version; replace them.
     rm -f "$system/kernel/current" "$system/k3os/current"
+    # Without --config, a config already on the target (a re-install) wins over the ISO's.
+    local kept=""
+    if [[ -z $CONFIG && -f $system/config.yaml ]]; then
+        kept=$WORK/kept-config.yaml
+        cp -p "$system/config.yaml" "$kept"
+    fi
     cp -a "$ISO_DIR/k3os/system/." "$system/"
+    if [[ -n $kept ]]; then cp -p "$kept" "$system/config.yaml"; fi
     chmod -R u+w "$system" # ISO trees are read-only; later runs and the node must write here
 }
 

@@ -134,7 +134,7 @@ def file_server(tmp_path: Path) -> Iterator[FileServer]:
         ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
     )
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state
