@@ -357,7 +357,8 @@ class Pipeline:
                 reason = f"interrupted by {signal.Signals(signum).name} during {ctx.step}"
             else:
                 code = EXIT_FAILED
-                reason = f"{ctx.step} failed: {error}"
+                detail = " ".join(str(error).split()) or type(error).__name__
+                reason = f"{ctx.step} failed: {detail[:600]}"
             ctx.log(ctx.step, f"{reason}; cleaning up")
             leftovers = ctx.run_cleanups()
             ctx.journal.end("interrupted" if code != EXIT_FAILED else "failed", leftovers)

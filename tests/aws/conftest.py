@@ -1,0 +1,299 @@
+"""Fixtures for the AWS tests: a moto server on loopback, a fault-injecting proxy in front of it (real
+AWS error responses on the wire), and a runner for the real ``factory`` console script."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+FACTORY = shutil.which("factory", path=str(Path(sys.executable).parent)) or "factory"
+BAKE_TAG = "k3os-factory:bake-id"
+ISO_SHA = "a" * 64
+REGION = "us-east-1"
+SECRETS = ("Pa55-w0rd-XYZZY", "K10-t0ken-PLUGH", "w1f1-PASSPHRASE-frotz")
+
+ERROR_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+    "<Message>{message}</Message></Error></Errors><RequestID>fault-{n}</RequestID></Response>"
+)
+
+
+@dataclass
+class Fault:
+    """Answer ``times`` calls of an action with this AWS error (``times`` < 0: always)."""
+
+    code: str
+    status: int = 400
+    times: int = -1
+    after: int = 0
+    hits: int = 0
+
+
+@dataclass
+class FaultProxy:
+    """HTTP proxy in front of moto that fails chosen EC2/STS Actions with a real AWS error body."""
+
+    upstream: tuple[str, int]
+    faults: dict[str, Fault] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> None:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+                target = self.headers.get("X-Amz-Target", "")
+                name = action or target.rpartition(".")[2]
+                proxy.seen.append(name)
+                proxy.times.append(time.monotonic())
+                fault = proxy.faults.get(name)
+                if fault and fault.after > 0:
+                    fault.after -= 1
+                    fault = None
+                if fault and fault.times != 0:
+                    fault.times -= 1
+                    fault.hits += 1
+                    payload = ERROR_XML.format(code=fault.code, message="injected", n=fault.hits).encode()
+                    self.send_response(fault.status)
+                    self.send_header("Content-Type", "text/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """One moto server for the session (state is reset per test)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A clean moto state, a fault proxy in front of it, and env pointing boto3 (here) at moto."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).read()
+    parsed = urllib.parse.urlparse(moto_server)
+    proxy = FaultProxy((parsed.hostname or "127.0.0.1", parsed.port or 80))
+    proxy.start()
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    yield proxy
+    proxy.stop()
+
+
+def ec2(region: str = REGION) -> Any:
+    """A client straight to moto (not through the proxy)."""
+    return boto3.client("ec2", region_name=region)
+
+
+def source_ami(region: str = REGION) -> str:
+    """Any AMI moto ships in ``region``."""
+    return str(ec2(region).describe_images(Owners=["amazon"])["Images"][0]["ImageId"])
+
+
+def tagged(bake_id: str | None = None, region: str = REGION) -> dict[str, list[str]]:
+    """Live resources carrying the bake-id tag (any bake, or the given one) in ``region``."""
+    client = ec2(region)
+    flt = (
+        [{"Name": f"tag:{BAKE_TAG}", "Values": [bake_id]}]
+        if bake_id
+        else [{"Name": "tag-key", "Values": [BAKE_TAG]}]
+    )
+    out: dict[str, list[str]] = {}
+    out["instances"] = [
+        i["InstanceId"]
+        for r in client.describe_instances(Filters=flt)["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
+    out["images"] = [i["ImageId"] for i in client.describe_images(Owners=["self"], Filters=flt)["Images"]]
+    out["snapshots"] = [
+        s["SnapshotId"] for s in client.describe_snapshots(OwnerIds=["self"], Filters=flt)["Snapshots"]
+    ]
+    out["volumes"] = [v["VolumeId"] for v in client.describe_volumes(Filters=flt)["Volumes"]]
+    return out
+
+
+class Guest(threading.Thread):
+    """Plays the builder's guest: once a tagged builder runs, it 'powers off' (stop_instances)."""
+
+    def __init__(self, delay: float = 0.3, region: str = REGION, terminate: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.terminate = terminate
+        self.delay = delay
+        self.region = region
+        self.done = threading.Event()
+        self.stopped: list[str] = []
+
+    def run(self) -> None:
+        client = ec2(self.region)
+        deadline = time.monotonic() + 60
+        while not self.done.is_set() and time.monotonic() < deadline:
+            flt = [
+                {"Name": "tag-key", "Values": [BAKE_TAG]},
+                {"Name": "instance-state-name", "Values": ["running"]},
+            ]
+            for res in client.describe_instances(Filters=flt)["Reservations"]:
+                for inst in res["Instances"]:
+                    if inst["InstanceId"] not in self.stopped:
+                        time.sleep(self.delay)
+                        if self.terminate:
+                            client.terminate_instances(InstanceIds=[inst["InstanceId"]])
+                        else:
+                            client.stop_instances(InstanceIds=[inst["InstanceId"]])
+                        self.stopped.append(inst["InstanceId"])
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def guest(aws: FaultProxy) -> Iterator[Guest]:
+    """A running :class:`Guest`."""
+    g = Guest()
+    g.start()
+    yield g
+    g.done.set()
+    g.join(5)
+
+
+@pytest.fixture
+def factory_env(aws: FaultProxy, tmp_path: Path) -> dict[str, str]:
+    """Environment for the ``factory`` subprocess: through the proxy, dummy credentials, own state dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FACTORY_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_ENDPOINT_URL=aws.url,
+        AWS_MAX_ATTEMPTS="4",
+        FACTORY_STATE_DIR=str(tmp_path / "state"),
+        FACTORY_POLL_SECONDS="0.2",
+        HOME=str(tmp_path),
+    )
+    return env
+
+
+@pytest.fixture
+def secret_config(tmp_path: Path) -> Path:
+    """A valid k3OS config with a password, a token and a wifi passphrase."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "hostname: baked\n"
+        "k3os:\n"
+        f"  password: {SECRETS[0]}\n"
+        f"  token: {SECRETS[1]}\n"
+        "  wifi:\n"
+        f"    - name: home\n      passphrase: {SECRETS[2]}\n"
+    )
+    return path
+
+
+def bake_args(tmp_path: Path, *extra: str) -> list[str]:
+    """A ``factory bake aws`` command line with the ISO options and a per-test manifest."""
+    return [
+        FACTORY,
+        "bake",
+        "aws",
+        "--iso-url",
+        "https://example.invalid/k3os.iso",
+        "--iso-sha256",
+        ISO_SHA,
+        "--source-ami",
+        source_ami(),
+        "--manifest",
+        str(tmp_path / "manifest.json"),
+        *extra,
+    ]
+
+
+def run_factory(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script to completion."""
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def interrupt_when(
+    args: list[str], env: dict[str, str], marker: str, sig: signal.Signals, timeout: float = 60
+) -> tuple[int, str, str]:
+    """Start the console script, send ``sig`` once ``marker`` shows on stderr, return (rc, out, err)."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and proc.stdout is not None
+    err_lines: list[str] = []
+    sent = False
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        err_lines.append(line)
+        if not sent and marker in line:
+            proc.send_signal(sig)
+            sent = True
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+    out = proc.stdout.read()
+    rc = proc.wait(timeout=timeout)
+    assert sent, "marker never printed:\n" + "".join(err_lines)
+    return rc, out, "".join(err_lines)
