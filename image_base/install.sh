@@ -289,11 +289,12 @@ write_config() {
 }
 
 write_grub_cfg() {
-    local cfg=$TARGET/boot/grub/grub.cfg console="console=tty1" serial=""
+    local cfg=$TARGET/boot/grub/grub.cfg console="console=tty1" serial="" speed=115200
     if [[ -n $TTY ]]; then
+        if [[ $TTY =~ ,([0-9]+) ]]; then speed=${BASH_REMATCH[1]}; fi
         if [[ $TTY == *,* ]]; then console+=" console=$TTY"; else console+=" console=$TTY,115200n8"; fi
         if [[ $TTY =~ ^ttyS([0-9]+) ]]; then
-            serial="serial --unit=${BASH_REMATCH[1]} --speed=115200
+            serial="serial --unit=${BASH_REMATCH[1]} --speed=$speed
 terminal_input serial console
 terminal_output serial console"
         fi

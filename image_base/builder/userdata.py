@@ -69,6 +69,11 @@ def _template_text() -> str:
     return resources.files("image_base.builder").joinpath("builder.sh.tmpl").read_text(encoding="utf-8")
 
 
+def _gzip(data: bytes) -> bytes:
+    """Deterministic gzip (no timestamp), so the same spec always renders the same bytes."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
 def _base64_lines(data: bytes) -> str:
     """Base64 in 76-character lines (safe inside a quoted heredoc), without the trailing newline."""
     return base64.encodebytes(data).decode("ascii").rstrip("\n")
@@ -77,13 +82,13 @@ def _base64_lines(data: bytes) -> str:
 def render_builder_script(spec: BuilderSpec) -> str:
     """The builder's bash script, with every value from ``spec`` shell-quoted or base64-encoded."""
     validate_spec(spec)
-    installer = gzip.compress(install_sh_text().encode("utf-8"), compresslevel=9, mtime=0)
+    installer = _gzip(install_sh_text().encode("utf-8"))
     values = {
         "ISO_URL": shlex.quote(spec.iso_url),
         "ISO_SHA256": shlex.quote((spec.iso_sha256 or "").lower()),
         "TTY": shlex.quote(spec.tty),
         "DEBUG": "1" if spec.debug else "0",
-        "CONFIG_B64": _base64_lines(spec.config_yaml.encode("utf-8")),
+        "CONFIG_GZ_B64": _base64_lines(_gzip(spec.config_yaml.encode("utf-8"))),
         "INSTALL_SH_GZ_B64": _base64_lines(installer),
     }
 
@@ -103,7 +108,7 @@ def render_builder_userdata(spec: BuilderSpec) -> bytes:
     script = render_builder_script(spec).encode("utf-8")
     if len(script) <= USERDATA_LIMIT:
         return script
-    packed = gzip.compress(script, compresslevel=9, mtime=0)
+    packed = _gzip(script)
     if len(packed) > USERDATA_LIMIT:
         raise BuilderSpecError(
             f"builder userdata is {len(packed)} bytes gzipped, over the {USERDATA_LIMIT}-byte limit; "

@@ -264,3 +264,37 @@ def test_skip_checksum_warns(tmp_path: Path, stubs: Stubs, iso_on_server: tuple[
     assert run.proc.returncode == 0, run.proc.stderr
     assert "WARNING: checksum not verified" in run.console_text
     assert "fake-install.sh" in stubs.names()
+
+
+@pytest.mark.usefixtures("needs_loop")
+def test_builder_with_the_real_installer_on_a_filesystem_image(
+    tmp_path: Path, stubs: Stubs, file_server: FileServer, fake_iso: Path
+) -> None:
+    """End to end on the host: the embedded install.sh takes over an ext4 image, then the reboot hook."""
+    fs = tmp_path / "root.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "cloudimg-rootfs", str(fs), "64M"], check=True)
+    (file_server.root / "k3os.iso").write_bytes(fake_iso.read_bytes())
+    sha = hashlib.sha256(fake_iso.read_bytes()).hexdigest()
+    stubs.add("findmnt", stdout=str(fs))
+    reboot = stubs.add("reboot-hook")
+    spec = BuilderSpec(iso_url=file_server.url("k3os.iso"), iso_sha256=sha, config_yaml=CONFIG)
+    run = run_builder(
+        tmp_path,
+        stubs,
+        spec,
+        extra_path="/usr/sbin:/sbin",
+        env={"K3OS_BUILDER_INSTALLER": "", "K3OS_BUILDER_REBOOT_CMD": str(reboot)},
+    )
+    assert run.proc.returncode == 0, run.console_text
+    assert stubs.names()[-1] == "reboot-hook"
+    assert "k3os-factory-builder: install.sh: install.sh: done" in run.console_text
+
+    def debugfs(request: str) -> str:
+        return subprocess.run(["debugfs", "-R", request, str(fs)], capture_output=True, text=True).stdout
+
+    assert "Filesystem volume name:   K3OS_STATE" in debugfs("stats")
+    assert debugfs("cat /k3os/system/config.yaml") == CONFIG
+    assert "Type: regular" in debugfs("stat /k3os/system/takeover")
+    assert "Type: regular" in debugfs("stat /k3os/system/poweroff")
+    assert "console=ttyS0,115200n8" in debugfs("cat /boot/grub/grub.cfg")
+    assert SECRET not in run.console_text + run.proc.stdout + run.proc.stderr

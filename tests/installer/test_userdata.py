@@ -105,10 +105,22 @@ def test_realistic_config_fits_uncompressed() -> None:
     assert len(data) <= USERDATA_LIMIT
 
 
-def test_big_config_is_gzipped_below_the_limit() -> None:
-    big = REALISTIC_CONFIG + "".join(
-        f"# padding line {i} for a large write_files section\n" for i in range(600)
+def config_with_certificate(size: int) -> str:
+    """A config carrying a PEM-like blob of ``size`` random base64 characters (compresses poorly)."""
+    rng = random.Random(size)
+    alphabet = string.ascii_letters + string.digits + "+/"
+    blob = "".join(rng.choice(alphabet) for _ in range(size))
+    lines = "\n".join(f"    {blob[i : i + 64]}" for i in range(0, size, 64))
+    return (
+        REALISTIC_CONFIG
+        + "write_files:\n- path: /etc/ssl/private/ca.pem\n  content: |\n    -----BEGIN CERTIFICATE-----\n"
+        + lines
+        + "\n    -----END CERTIFICATE-----\n"
     )
+
+
+def test_big_config_is_gzipped_below_the_limit() -> None:
+    big = config_with_certificate(6000)
     spec = BuilderSpec(iso_url=URL, iso_sha256=SHA, config_yaml=big)
     script = render_builder_script(spec).encode()
     assert len(script) > USERDATA_LIMIT
@@ -146,7 +158,7 @@ def test_cloud_init_reads_the_userdata_as_a_shell_script(gzipped: bool) -> None:
     probe = subprocess.run([CLOUD_INIT_PYTHON, "-c", "import cloudinit"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip("cloud-init is not importable by /usr/bin/python3 (make apt)")
-    config = REALISTIC_CONFIG * (12 if gzipped else 1)
+    config = config_with_certificate(6000) if gzipped else REALISTIC_CONFIG
     spec = BuilderSpec(iso_url=URL, iso_sha256=SHA, config_yaml=config)
     data = render_builder_userdata(spec)
     assert (data[:2] == b"\x1f\x8b") is gzipped
