@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from datasources.emulator import _tree
 from datasources.emulator.base import Emulator, Reply, Request
@@ -22,20 +23,23 @@ class DigitalOceanEmulator(Emulator):
         """The numeric droplet id (the configured instance id when numeric)."""
         return int(self.config.instance_id) if self.config.instance_id.isdigit() else 2756294
 
-    def document(self) -> dict[str, object]:
-        """The ``/metadata/v1.json`` document."""
-        cfg = self.config
+    def nics(self) -> dict[str, list[dict[str, Any]]]:
+        """The ``interfaces`` section: one public and one private NIC."""
 
-        def nic(address: str, kind: str) -> dict[str, object]:
+        def nic(address: str, kind: str) -> dict[str, Any]:
+            gateway = address.rsplit(".", 1)[0] + ".1"
             return {
-                "ipv4": {
-                    "ip_address": address,
-                    "netmask": "255.255.240.0",
-                    "gateway": address.rsplit(".", 1)[0] + ".1",
-                },
+                "ipv4": {"ip_address": address, "netmask": "255.255.240.0", "gateway": gateway},
                 "mac": "ea:00:00:00:00:01" if kind == "public" else "ea:00:00:00:00:02",
                 "type": kind,
             }
+
+        cfg = self.config
+        return {"public": [nic(cfg.public_ipv4, "public")], "private": [nic(cfg.local_ipv4, "private")]}
+
+    def document(self) -> dict[str, object]:
+        """The ``/metadata/v1.json`` document."""
+        cfg = self.config
 
         doc: dict[str, object] = {
             "droplet_id": self.droplet_id(),
@@ -44,10 +48,7 @@ class DigitalOceanEmulator(Emulator):
             "public_keys": list(cfg.ssh_keys),
             "auth_key": "0123456789abcdef",
             "region": cfg.region,
-            "interfaces": {
-                "public": [nic(cfg.public_ipv4, "public")],
-                "private": [nic(cfg.local_ipv4, "private")],
-            },
+            "interfaces": self.nics(),
             "floating_ip": {"ipv4": {"active": False}},
             "dns": {"nameservers": ["2001:4860:4860::8844", "8.8.8.8"]},
             "tags": [],
@@ -66,7 +67,11 @@ class DigitalOceanEmulator(Emulator):
             "region": doc["region"],
             "public-keys": "".join(f"{key}\n" for key in self.config.ssh_keys),
             "vendor-data": doc["vendor_data"],
-            "interfaces": doc["interfaces"],
+            # the path API also names the address "address" (what linuxkit reads)
+            "interfaces": {
+                kind: [{**nic, "ipv4": {**nic["ipv4"], "address": nic["ipv4"]["ip_address"]}} for nic in nics]
+                for kind, nics in self.nics().items()
+            },
             "dns": doc["dns"],
             "tags": "",
         }

@@ -133,7 +133,8 @@ class GcpEmulator(Emulator):
             return _tree.not_found(FLAVOR)
         recursive = query.get("recursive") == "true"
         if (_tree.is_directory(node) and recursive) or query.get("alt") == "json":
-            body = json.dumps(as_json_tree(node)).encode()
+            in_attributes = req.path.rstrip("/").endswith("/attributes")
+            body = json.dumps(as_json_tree(node, inside_attributes=in_attributes)).encode()
             return Reply(200, body, {**_tree.JSON, **FLAVOR})
         if _tree.is_directory(node):
             return _tree.text_reply(_tree.listing(node), headers=FLAVOR)

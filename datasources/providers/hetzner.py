@@ -76,8 +76,9 @@ def parse_yaml_mapping(body: bytes) -> dict[str, Any]:
     """Parse the metadata YAML, raising :class:`ProviderError` on anything but a mapping."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, and no deep Python recursion
     try:
-        doc = yaml.safe_load(body)
+        doc = yaml.load(body, Loader=loader)  # a safe loader either way
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         raise ProviderError(f"metadata: not valid YAML ({type(exc).__name__})") from None
     if not isinstance(doc, dict):

@@ -62,11 +62,18 @@ def emulator() -> Iterator[StartEmulator]:
         return emu
 
     yield start
-    # stop() waits up to 0.5 s for the serve loop's poll; let it finish in the background (every
-    # emulator has its own port) instead of making each test wait for it.
     for emu in started:
-        emu.stopping.set()  # release hanging handlers now
-        threading.Thread(target=emu.stop, daemon=True).start()
+        stop_in_background(emu)
+
+
+def stop_in_background(emu: Emulator) -> None:
+    """Stop an emulator without waiting for it.
+
+    stop() waits up to 0.5 s for the serve loop's poll; every emulator has its own port, so the
+    tests need not wait for that.
+    """
+    emu.stopping.set()  # release hanging handlers now
+    threading.Thread(target=emu.stop, daemon=True).start()
 
 
 @dataclass
