@@ -73,7 +73,10 @@ parse_args() {
             ;;
         --tty=*) TTY=${1#*=} ;;
         --config=*) CONFIG=${1#*=} ;;
-        -h | --help) usage_error "install k3OS from its ISO" ;;
+        -h | --help)
+            printf 'usage: %s [--force-efi] [--debug] [--tty TTY] [--poweroff] [--takeover] [--no-format] [--config URL|PATH] DEVICE ISO_URL|ISO_PATH\nSee docs/installer.md.\n' "$PROG"
+            exit 0
+            ;;
         --) shift && positional+=("$@") && break ;;
         -*) usage_error "unknown option: $1" ;;
         *) positional+=("$1") ;;
@@ -103,7 +106,7 @@ check_tools() {
     if [[ -z $TARGET_DIR_HOOK ]]; then
         tools+=(mount umount)
         if ((NO_FORMAT)); then
-            tools+=(blkid tune2fs findmnt)
+            tools+=(blkid tune2fs findmnt sed)
         else
             tools+=(parted mkfs.ext4 grub-install losetup lsblk)
             if want_efi; then tools+=(mkfs.vfat); fi
@@ -251,6 +254,19 @@ prepare_in_place() {
     MOUNTS+=("$TARGET")
 }
 
+# Kernels that mount the root without an initramfs report it as /dev/root, which has no device
+# node; find the real one through the root's major:minor.
+resolve_root_alias() {
+    local majmin name
+    [[ "$(findmnt -n -o SOURCE /)" == "$DEVICE" ]] || return 0
+    majmin=$(findmnt -n -o MAJ:MIN /)
+    name=$(sed -n 's/^DEVNAME=//p' "/sys/dev/block/${majmin// /}/uevent" 2>/dev/null || true)
+    if [[ -n $name && -b /dev/$name ]]; then
+        log "$DEVICE is the mounted root: using /dev/$name"
+        DEVICE=/dev/$name
+    fi
+}
+
 device_majmin() { printf '%d:%d' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"; }
 
 copy_system() {
@@ -371,6 +387,7 @@ main() {
     if ((DEBUG)); then set -x; fi
     check_tools
     if [[ -z $TARGET_DIR_HOOK ]]; then
+        if ((NO_FORMAT)) && [[ ! -e $DEVICE ]]; then resolve_root_alias; fi
         [[ -e $DEVICE ]] || die "$DEVICE: no such device"
     fi
     if [[ -n $CONFIG ]] && ! is_url "$CONFIG"; then

@@ -64,7 +64,7 @@ def loops_on(path: Path) -> str:
 
 
 TOOLBOX = (
-    *("cp", "mkdir", "mktemp", "chmod", "mv", "touch", "sync", "rm", "cat", "stat", "sleep", "grep"),
+    *("cp", "mkdir", "mktemp", "chmod", "mv", "touch", "sync", "rm", "cat", "stat", "sleep", "grep", "sed"),
     *("mount", "umount", "blkid", "tune2fs", "findmnt", "parted", "mkfs.ext4", "mkfs.vfat"),
     *("grub-install", "losetup", "lsblk", "xorriso", "curl", "wget", "partx", "blockdev"),
 )
