@@ -8,7 +8,7 @@ Options (``--option KEY=VALUE``):
 - ``imds=hop-limit``: the token PUT is never answered (its reply died one hop too early);
   GETs work as with ``optional``.
 - ``imds=v1``: an EC2 clone without tokens: the PUT is 405.
-- ``rotate=N``: every token is forgotten after N token-carrying GETs (like an expiry).
+- ``rotate=N``: a token expires after it was used for N GETs (an accelerated expiry).
 - ``openstack=1``: also serve ``/openstack`` (OpenStack's EC2 tree; implies ``imds=v1``).
 
 Tokens honour their TTL (expired: 401); a PUT without a valid TTL header is 400, and a PUT
@@ -45,7 +45,7 @@ class AwsEmulator(Emulator):
         self.rotate = int(opts.get("rotate", "0") or 0)
         self.tokens: dict[str, float] = {}  # token -> expiry (wall clock)
         self.tokens_issued = 0
-        self._uses = 0
+        self._uses: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # -- tokens -------------------------------------------------------------------------------
@@ -73,10 +73,10 @@ class AwsEmulator(Emulator):
             if expiry is None or expiry <= time_now():
                 self.tokens.pop(token, None)
                 return False
-            self._uses += 1
-            if self.rotate and self._uses >= self.rotate:
-                self.tokens.clear()
-                self._uses = 0
+            uses = self._uses.get(token, 0) + 1
+            self._uses[token] = uses
+            if self.rotate and uses >= self.rotate:
+                self.tokens.pop(token, None)
             return True
 
     # -- routing ------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ used only if a GET works.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 from datasources import hookimpl
 from datasources.http import DEFAULT_MAX_BYTES, BodyTooLarge, Response, TransportError, request
@@ -25,6 +27,8 @@ TOKEN_TTL_SECONDS = 21600
 # A token PUT that has not been answered after this long is taken as the hop-limit trap.
 TOKEN_PUT_BOUND = 1.0
 META = "/latest/meta-data/"
+# Concurrent reads after the probe (the user-data and key reads dominate).
+PARALLEL_READS = 3
 HOP_LIMIT_HINT = (
     "IMDSv2 token request got no answer within {:.1f} s; the instance's "
     "HttpPutResponseHopLimit may be too low for this network path (e.g. a container): "
@@ -196,16 +200,32 @@ class _Imds:
         instance_id = first.decode("utf-8", errors="replace").strip()
         if not instance_id or not instance_id.isprintable():
             raise ProviderError("instance-id is empty or garbage")
-        md = Metadata(provider=NAME, instance_id=instance_id)
-        md.hostname = self.text(META + "hostname")
-        md.local_hostname = self.text(META + "local-hostname")
-        md.local_ipv4 = self.text(META + "local-ipv4")
-        md.public_ipv4 = self.text(META + "public-ipv4")
-        md.zone = self.text(META + "placement/availability-zone")
-        md.region = self._region(md.zone)
-        md.ssh_keys = self._public_keys()
-        md.userdata = self.get("/latest/user-data")
-        return md
+        leaves = _in_parallel(
+            {
+                "userdata": lambda: self.get("/latest/user-data"),
+                "ssh_keys": self._public_keys,
+                "document": lambda: self.get("/latest/dynamic/instance-identity/document"),
+                "hostname": lambda: self.text(META + "hostname"),
+                "local_hostname": lambda: self.text(META + "local-hostname"),
+                "local_ipv4": lambda: self.text(META + "local-ipv4"),
+                "public_ipv4": lambda: self.text(META + "public-ipv4"),
+                "zone": lambda: self.text(META + "placement/availability-zone"),
+            }
+        )
+        zone = _opt_str(leaves["zone"])
+        userdata = leaves["userdata"]
+        return Metadata(
+            provider=NAME,
+            instance_id=instance_id,
+            hostname=_opt_str(leaves["hostname"]),
+            local_hostname=_opt_str(leaves["local_hostname"]),
+            local_ipv4=_opt_str(leaves["local_ipv4"]),
+            public_ipv4=_opt_str(leaves["public_ipv4"]),
+            zone=zone,
+            region=_region(leaves["document"], zone),
+            ssh_keys=list(leaves["ssh_keys"]) if isinstance(leaves["ssh_keys"], list) else [],
+            userdata=userdata if isinstance(userdata, bytes) else None,
+        )
 
     def _first_get(self) -> bytes:
         """instance-id: on a v1 clone a 404 (or a refusal) means this is not an EC2 tree."""
@@ -234,21 +254,6 @@ class _Imds:
         if resp.status == 200:
             raise NotDetected("EC2-compatible endpoint belongs to OpenStack")
 
-    def _region(self, zone: str | None) -> str | None:
-        body = self.get("/latest/dynamic/instance-identity/document")
-        if body:
-            import json
-
-            try:
-                doc = json.loads(body)
-            except ValueError:
-                doc = None
-            if isinstance(doc, dict) and isinstance(doc.get("region"), str) and doc["region"]:
-                return str(doc["region"])
-        if zone and zone[-1].isalpha():
-            return zone[:-1]
-        return None
-
     def _public_keys(self) -> list[str]:
         listing = self.text(META + "public-keys/")
         keys: list[str] = []
@@ -259,6 +264,58 @@ class _Imds:
             body = self.text(f"{META}public-keys/{index}/openssh-key")
             keys.extend(k.strip() for k in (body or "").splitlines() if k.strip())
         return keys
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _region(document: object, zone: str | None) -> str | None:
+    """The region of the identity document, else the zone without its letter."""
+    if isinstance(document, bytes) and document:
+        import json
+
+        try:
+            doc = json.loads(document)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("region"), str) and doc["region"]:
+            return str(doc["region"])
+    if zone and zone[-1].isalpha():
+        return zone[:-1]
+    return None
+
+
+def _in_parallel(jobs: dict[str, Callable[[], object]], workers: int = PARALLEL_READS) -> dict[str, object]:
+    """Run the reads on a few threads (each is one or a few GETs); re-raise the first failure in order.
+
+    Few workers: IMDS is fast, and small servers (the emulator, clones) have small accept queues.
+    """
+    results: dict[str, object] = {}
+    errors: dict[str, BaseException] = {}
+    pending = list(jobs.items())
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                name, job = pending.pop(0)
+            try:
+                results[name] = job()
+            except BaseException as exc:  # handed to the caller below
+                errors[name] = exc
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in jobs:
+        if name in errors:
+            raise errors[name]
+    return results
 
 
 def _is_other_cloud(resp: Response) -> bool:
