@@ -337,7 +337,7 @@ menuentry "k3OS rescue shell" {
   initrd $kernel/initrd
 }
 
-menuentry "k3OS recovery (live, state untouched)" {
+menuentry "k3OS recovery (live from an attached K3OS ISO, state untouched)" {
   search --no-floppy --set=root --label $STATE_LABEL
   linux $kernel/vmlinuz k3os.mode=live $console
   initrd $kernel/initrd
