@@ -2,7 +2,7 @@
 
 Found: instances (not terminated), volumes, security groups, key pairs, AMIs and snapshots whose
 ``k3os-factory:state`` is not ``complete``. Age comes from the ``k3os-factory:created`` tag, else the
-resource's own creation time. Bakes still running on this host (journal + live pid) are skipped.
+resource's own creation time; a resource of unknown age is removed only with ``--older-than 0s``. Bakes still running on this host (journal + live pid) are skipped.
 Removal order: instances (wait terminated) -> AMIs (+ their snapshots) -> snapshots -> volumes ->
 security groups (DependencyViolation retried) -> key pairs.
 """
@@ -58,6 +58,8 @@ def find_leftovers(ec2: EC2Client, region: str, older_than_s: float) -> list[GcI
         if not bake or bake in skip or tags.get(STATE_TAG) == STATE_COMPLETE:
             return
         age = _age(tags, created)
+        if age == float("inf") and older_than_s > 0:
+            return  # age unknown: only an explicit --older-than 0s removes it
         if age >= older_than_s:
             found.append(GcItem(kind, rid, region, bake, age))
 
@@ -74,7 +76,7 @@ def find_leftovers(ec2: EC2Client, region: str, older_than_s: float) -> list[GcI
     for group in ec2.describe_security_groups(Filters=tag_filter)["SecurityGroups"]:
         add("security-group", group["GroupId"], group.get("Tags"), None)
     for pair in ec2.describe_key_pairs(Filters=tag_filter)["KeyPairs"]:
-        add("key-pair", pair.get("KeyPairId") or pair["KeyName"], pair.get("Tags"), pair.get("CreateTime"))
+        add("key-pair", pair["KeyName"], pair.get("Tags"), pair.get("CreateTime"))
     return sorted(found, key=lambda i: (ORDER.index(i.kind), i.id))
 
 
@@ -94,10 +96,7 @@ def _remove_one(ec2: EC2Client, item: GcItem) -> None:
             lambda: ec2.delete_security_group(GroupId=item.id), retry_codes=["DependencyViolation"]
         )
     elif item.kind == "key-pair":
-        if item.id.startswith("key-"):
-            ec2.delete_key_pair(KeyPairId=item.id)
-        else:
-            ec2.delete_key_pair(KeyName=item.id)
+        ec2.delete_key_pair(KeyName=item.id)
 
 
 def remove_leftovers(ec2: EC2Client, items: list[GcItem], out: TextIO) -> list[GcItem]:
