@@ -37,7 +37,11 @@ def _bake(tmp_path: Path, **opts: object) -> tuple[AwsBake, BakeContext]:
     vars(args).update(opts)
     request = BakeRequest("k3os-x", "http://x/k.iso", None, None, True, "k3os: {}\n", tags={"team": "a"})
     ctx = BakeContext(
-        cloud="aws", name="k3os-x", journal=Journal("b", "aws", "k3os-x", tmp_path), stream=io.StringIO()
+        cloud="aws",
+        name="k3os-x",
+        bake_id="b",
+        journal=Journal("b", "aws", "k3os-x", tmp_path),
+        stream=io.StringIO(),
     )
     return AwsBake(args, request, Clients("us-east-1"), b"#!/bin/sh\necho hi\n"), ctx
 
