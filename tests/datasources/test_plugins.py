@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -130,3 +131,17 @@ def test_hookspecs_have_docstrings() -> None:
         "datasources_fetch",
     ):
         assert (getattr(hookspecs, name).__doc__ or "").strip(), name
+
+
+def test_fetch_of_builtins_keeps_heavy_modules_off_the_path(base_env: dict[str, str], tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from datasources.cli import main\n"
+        f"rc = main(['fetch', 'aws', 'gcp', 'cdrom', '--output', {str(tmp_path / 'o')!r}])\n"
+        "heavy = ['yaml', 'importlib.metadata', 'requests', 'pycdlib', 'boto3']\n"
+        "print(rc, [m for m in heavy if m in sys.modules])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=base_env, capture_output=True, text=True, check=False
+    )
+    assert proc.stdout.strip() == "1 []", proc.stdout + proc.stderr
