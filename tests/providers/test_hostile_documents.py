@@ -8,7 +8,13 @@ import pytest
 
 from datasources.emulator.base import Emulator, Reply, Request
 from datasources.model import Metadata, NotDetected, ProviderError
-from tests.providers.conftest import NETWORK_PROVIDERS, emulator_config, fetch, stop_in_background
+from tests.providers.conftest import (
+    NETWORK_PROVIDERS,
+    StartEmulator,
+    emulator_config,
+    fetch,
+    stop_in_background,
+)
 
 WRONG_TYPES = {
     "hostname": ["x"],
@@ -74,3 +80,13 @@ def test_hostile_body_never_crashes(provider: str, body: str) -> None:
             got.metadata.zone,
         ):
             assert value is None or isinstance(value, str)
+
+
+@pytest.mark.parametrize("provider", ["hetzner", "packet", "openstack"])
+def test_userdata_above_the_cap_is_an_error(provider: str, emulator: StartEmulator) -> None:
+    from datasources import http
+
+    emu = emulator(provider, userdata=b"#" * (http.DEFAULT_MAX_BYTES + 1))
+    got = fetch(provider, emu.url, timeout=5.0)
+    assert isinstance(got.error, ProviderError), got.error
+    assert "larger than" in str(got.error)
