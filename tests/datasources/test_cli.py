@@ -244,3 +244,33 @@ def test_default_order_without_config(base_env: dict[str, str], tmp_path: Path) 
     assert run.returncode == 1
     listed = [line.split("\t")[0] for line in run_cli("list", env=base_env).stdout.splitlines()]
     assert [a["provider"] for a in json.loads(run.stdout)["attempts"]] == listed
+
+
+def test_emulator_main_serves_and_fetch_uses_it(base_env: dict[str, str], tmp_path: Path) -> None:
+    ud = tmp_path / "ud"
+    ud.write_bytes(b"#cloud-config\n")
+    emu = subprocess.Popen(
+        [sys.executable, "-m", "datasources.emulator", "aws", "--port", "0", "--userdata", str(ud),
+         "--ssh-key", KEY, "--hostname", "emu-host", "--option", "imds=required"],
+        env=base_env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert emu.stdout is not None
+        line = emu.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:")
+        url = line.removeprefix("listening on ")
+        out = tmp_path / "o"
+        run = run_cli("fetch", "aws", "--output", str(out), env={**base_env, url_env("aws"): url})
+        assert run.returncode == 0, run.stderr
+        assert (out / "local_hostname").read_text() == "emu-host\n"
+        assert (out / "userdata").read_bytes() == b"#cloud-config\n"
+    finally:
+        emu.terminate()
+        assert emu.wait(5) == 0
+
+
+def test_emulator_main_rejects_unknown_provider(base_env: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "datasources.emulator", "azure"], env=base_env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "no emulator named 'azure'" in proc.stderr
