@@ -260,6 +260,7 @@ class _QemuBake:
             proc.start()
         except QemuError as exc:
             raise StepFailed(str(exc)) from None
+
         def stop_vm() -> None:
             proc.stop()
 
@@ -274,10 +275,10 @@ class _QemuBake:
             for line in lines:
                 if BUILDER_FAILURE.search(line) or KERNEL_PANIC.search(line):
                     raise StepFailed(f"guest: {line} (serial log {self.serial_log})")
-                if BUILDER_DONE.search(line):
-                    self.builder_done = True
                 if self.builder_done and TAKEOVER.search(line):
                     self.takeover_seen = True
+                if BUILDER_DONE.search(line):
+                    self.builder_done = True
             return code
 
         def on_timeout() -> str:

@@ -22,12 +22,13 @@ PROGRESS_MARKERS = (
     "k3os-boot",
     "k3os:",
     "Cloud-init v.",
-    "cloud-init",
     "Kernel panic",
     "reboot: Power down",
     "reboot: Restarting",
 )
 
+#: Progress lines that only repeat another one (cloud-init copies the builder's output to its log).
+_REPEATED = re.compile(r"cloud-init\[\d+\]: k3os-")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 POLL_SECONDS = 0.2
 
@@ -72,7 +73,9 @@ class SerialWatcher:
         self.lines.extend(new)
         if self.emit is not None:
             for line in new:
-                if self.verbose or any(marker in line for marker in self.markers):
+                if self.verbose or (
+                    any(marker in line for marker in self.markers) and not _REPEATED.search(line)
+                ):
                     self.emit(line)
         return new
 
