@@ -2,7 +2,8 @@
 
 Found: instances (not terminated), volumes, security groups, key pairs, AMIs and snapshots whose
 ``k3os-factory:state`` is not ``complete``. Age comes from the ``k3os-factory:created`` tag, else the
-resource's own creation time; a resource of unknown age is removed only with ``--older-than 0s``. Bakes still running on this host (journal + live pid) are skipped.
+resource's own creation time; a resource of unknown age is removed only with ``--older-than 0s``.
+Bakes still running on this host (journal + live pid) are skipped.
 Removal order: instances (wait terminated) -> AMIs (+ their snapshots) -> snapshots -> volumes ->
 security groups (DependencyViolation retried) -> key pairs.
 """
