@@ -41,9 +41,12 @@ def default_output() -> Path:
     return project_root() / "dist" / "k3os.iso"
 
 
-def project_files() -> Iterator[tuple[str, Path]]:
-    """(relative name, path) of every source and data file of the packages copied into the image."""
-    root = project_root()
+def project_files(root: Path | None = None) -> Iterator[tuple[str, Path]]:
+    """(relative name, path) of every source and data file of the packages copied into the image.
+
+    ``root`` is the directory holding the packages (default: :func:`project_root`).
+    """
+    root = root or project_root()
     for package in PROJECT_PACKAGES:
         for path in sorted((root / package).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
@@ -61,8 +64,8 @@ def vendored_versions() -> dict[str, str]:
     return versions
 
 
-def iso_key(config: bytes | None, k3s_sha256: str | None) -> str:
-    """The cache key of an ISO built from the current sources with ``config`` and the k3s binary."""
+def iso_key(config: bytes | None, k3s_sha256: str | None, root: Path | None = None) -> str:
+    """The cache key of an ISO built from the sources under ``root`` with ``config`` and k3s."""
     digest = hashlib.sha256()
 
     def feed(label: str, data: bytes) -> None:
@@ -70,7 +73,7 @@ def iso_key(config: bytes | None, k3s_sha256: str | None) -> str:
 
     feed("layout", LAYOUT_VERSION.encode())
     feed("rootfs", recipe.rootfs_key().encode())
-    for name, path in project_files():
+    for name, path in project_files(root):
         feed(name, path.read_bytes())
     for name, version in sorted(vendored_versions().items()):
         feed(f"vendored:{name}", version.encode())

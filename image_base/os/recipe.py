@@ -75,10 +75,10 @@ def mirror_argument() -> str:
     return FALLBACK_MIRROR
 
 
-def rootfs_key() -> str:
+def rootfs_key(packages: tuple[str, ...] = PACKAGES) -> str:
     """Hash of everything that decides the mmdebstrap output (packages, options, hooks, mirror)."""
     digest = hashlib.sha256()
-    for part in (SUITE, VARIANT, *PACKAGES, *DPKG_OPTIONS, *CUSTOMIZE_HOOKS):
+    for part in (SUITE, VARIANT, *packages, *DPKG_OPTIONS, *CUSTOMIZE_HOOKS):
         digest.update(part.encode() + b"\0")
     mirror = mirror_argument()
     digest.update(Path(mirror).read_bytes() if os.path.isfile(mirror) else mirror.encode())
