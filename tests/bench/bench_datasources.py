@@ -43,6 +43,7 @@ class Sample:
     wall: float
     maxrss_mib: float
     exit_code: int
+    cpu: float = 0.0
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Row:
     rss: float | None
     runs: int
     note: str = ""
+    cpu: float | None = None
 
 
 def run_once(argv: list[str], env: dict[str, str], cap: float | None = None) -> Sample:
@@ -79,7 +81,8 @@ def run_once(argv: list[str], env: dict[str, str], cap: float | None = None) -> 
             break
         time.sleep(0.005)
     wall = time.perf_counter() - start
-    return Sample(wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+    cpu = usage.ru_utime + usage.ru_stime
+    return Sample(wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu)
 
 
 def median_row(job: str, argv: list[str], env: dict[str, str], runs: int, want_exit: int = 0) -> Row:
@@ -93,6 +96,7 @@ def median_row(job: str, argv: list[str], env: dict[str, str], runs: int, want_e
         statistics.median(s.maxrss_mib for s in samples),
         runs,
         note,
+        statistics.median(s.cpu for s in samples),
     )
 
 
@@ -154,7 +158,7 @@ def peer(tmp: str, aws_url: str) -> list[Row]:
     sample = run_once([PEER_PYTHON, PEER_DRIVER, refused_url()], env, cap=PEER_CAP)
     capped = sample.wall >= PEER_CAP
     note = f"killed at the {PEER_CAP:.0f} s cap" if capped else f"exit {sample.exit_code}"
-    rows.append(Row("address refuses: cloud-init Ec2", sample.wall, sample.maxrss_mib, 1, note))
+    rows.append(Row("address refuses: cloud-init Ec2", sample.wall, sample.maxrss_mib, 1, note, sample.cpu))
     return rows
 
 
@@ -171,20 +175,26 @@ def run() -> None:
     aws = AwsEmulator(EmulatorConfig(userdata=USERDATA, ssh_keys=["ssh-ed25519 AAAA bench"])).start()
     hangs = [AwsEmulator(EmulatorConfig(fail="hang")).start() for _ in range(3)]
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        # /run/config is a tmpfs on a node: write to one here too when there is one
+        scratch = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             mine = ours(tmp, aws.url, [h.url for h in hangs])
             theirs = peer(tmp, aws.url)
     finally:
         for emu in [aws, *hangs]:
             emu.stop()
-    print(f"{'job':44} {'median wall':>12} {'peak RSS':>10} {'runs':>5}  note")
+    print(f"{'job':44} {'median wall':>12} {'CPU':>9} {'peak RSS':>10} {'runs':>5}  note")
     for row in [*mine, *theirs]:
-        print(f"{row.job:44} {fmt(row.wall, 's'):>12} {fmt(row.rss, 'MiB'):>10} {row.runs:>5}  {row.note}")
+        print(
+            f"{row.job:44} {fmt(row.wall, 's'):>12} {fmt(row.cpu, 's'):>9} {fmt(row.rss, 'MiB'):>10} "
+            f"{row.runs:>5}  {row.note}"
+        )
     right, last = mine[0], mine[1]
     peer_right, peer_refused = theirs[0], theirs[-1]
     print()
     print(
         f"right cloud: cloud-init / ours = {ratio(right.wall, peer_right.wall)} time, "
+        f"{ratio(right.cpu, peer_right.cpu)} CPU, "
         f"{ratio(right.rss, peer_right.rss)} memory"
     )
     print(
