@@ -57,7 +57,15 @@ iso: deps  ## build (or reuse) the k3OS-style ISO
 	$(VENV)/bin/factory iso build
 
 bake: deps  ## build base disk and ISO, bake a qcow2 under QEMU, verify it boots and takes its userdata
-	@echo "make bake: not yet" >&2
+	@t0=$$SECONDS; $(VENV)/bin/factory base build >/dev/null; t1=$$SECONDS; \
+	$(VENV)/bin/factory iso build >/dev/null; t2=$$SECONDS; \
+	$(VENV)/bin/factory bake qemu --iso dist/k3os.iso --output dist --manifest dist/factory-manifest.json >/dev/null; \
+	t3=$$SECONDS; \
+	image=$$($(PY) -c 'import json; print(json.load(open("dist/factory-manifest.json"))["builds"][-1]["files"][0]["name"])'); \
+	$(VENV)/bin/factory verify qemu "$$image" --provider aws; t4=$$SECONDS; \
+	echo "make bake: base $$((t1-t0))s, iso $$((t2-t1))s, bake $$((t3-t2))s, verify $$((t4-t3))s"; \
+	echo "make bake: image    $$image ($$(du -m "$$image" | cut -f1) MiB)"; \
+	echo "make bake: manifest dist/factory-manifest.json"
 
 clean:
 	rm -rf dist build .mypy_cache .pytest_cache .ruff_cache

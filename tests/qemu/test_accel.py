@@ -40,7 +40,7 @@ def test_explicit_choice_is_respected_and_unknown_rejected(tmp_path: Path) -> No
 def test_probe_that_cannot_boot_falls_back_to_tcg_and_is_cached(tmp_path: Path) -> None:
     # Not a kernel: QEMU under KVM refuses to load it and exits, exactly like a failed boot.
     bogus = tmp_path / "vmlinuz"
-    bogus.write_bytes(b"\x00" * 4096)
+    bogus.write_bytes(b"not a kernel")
     choice = detect_accel("auto", cache_dir=tmp_path, probe_kernel=bogus, timeout_s=15)
     assert choice.accel == "tcg" and not choice.cached
     assert "KVM probe" in choice.reason
