@@ -32,6 +32,8 @@ BUILDER_FAILURE = re.compile(r"k3os-factory-builder: (FAILED|ERROR)")
 KERNEL_PANIC = re.compile(r"Kernel panic - not syncing")
 BUILDER_DONE = re.compile(r"k3os-factory-builder: install done")
 TAKEOVER = re.compile(r"takeover", re.IGNORECASE)
+#: Top-level entries of a Debian/Ubuntu root that must be gone after the takeover.
+BASE_OS_ENTRIES = frozenset({"usr", "etc", "var", "bin", "lib", "home", "root", "opt", "srv", "vmlinuz"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -140,12 +142,9 @@ class QemuBackend(CloudBackend):
         """Choose the accelerator (a real KVM test boot, cached per machine)."""
         from factory.journal import state_dir
         from factory.qemu.accel import detect_accel, qemu_version
-        from image_base.base_disk import cached_base_disk
+        from image_base.base_disk import probe_kernel
 
-        cached = cached_base_disk(args.cache_dir)
-        choice = detect_accel(
-            args.accel, cache_dir=state_dir(), probe_kernel=cached.kernel if cached is not None else None
-        )
+        choice = detect_accel(args.accel, cache_dir=state_dir(), probe_kernel=probe_kernel(args.cache_dir))
         args.accel_choice = choice.accel
         note = " (cached)" if choice.cached else ""
         return (
@@ -302,7 +301,10 @@ class _QemuBake:
             ctx.log("install", "warning: no takeover line seen on the console after the builder's reboot")
 
     def convert(self, ctx: BakeContext) -> None:
-        """Convert the overlay (with its backing chain) into a standalone image; drop the work files."""
+        """Check the takeover on the flattened disk, drop the deleted base OS's blocks, then write the
+        standalone image (compressed qcow2, or raw) and remove the work files."""
+        from factory.qemu import diskimage
+
         partial = self.image.with_name(self.image.name + ".partial")
         image = self.image
 
@@ -311,12 +313,25 @@ class _QemuBake:
             image.unlink(missing_ok=True)
 
         self._image_resource = ctx.created(Resource("image", str(image)), remove_image)
-        argv = ["qemu-img", "convert", "-O", self.args.format]
-        if self.args.format == "qcow2":
-            argv.append("-c")
-        result = subprocess.run([*argv, str(self.overlay), str(partial)], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise StepFailed(f"qemu-img convert failed: {result.stderr.strip()[-300:]}")
+        flat = self.work / "disk.raw"
+        self._qemu_img(["convert", "-O", "raw", str(self.overlay), str(flat)])
+        self.overlay.unlink()
+        part = diskimage.state_partition(flat)
+        if part is None:
+            raise StepFailed(f"no {diskimage.STATE_LABEL} filesystem on the disk: install.sh did not run")
+        entries = diskimage.root_entries(flat, part)
+        leftovers = sorted(set(entries) & BASE_OS_ENTRIES)
+        if "k3os" not in entries or leftovers:
+            raise StepFailed(f"takeover incomplete: top level is {entries} (serial log {self.serial_log})")
+        try:
+            summary = diskimage.trim_state_filesystem(flat, part, self.work)
+        except RuntimeError as exc:
+            raise StepFailed(str(exc)) from None
+        ctx.log("convert", f"takeover verified (top level: {', '.join(entries)}); {summary}")
+        if self.args.format == "raw":
+            flat.replace(partial)
+        else:
+            self._qemu_img(["convert", "-c", "-f", "raw", "-O", "qcow2", str(flat), str(partial)])
         partial.replace(image)
         ctx.log("convert", f"{image}: {image.stat().st_size / 2**20:.0f} MiB")
         if self._server is not None and self._server_resource is not None:
@@ -324,6 +339,12 @@ class _QemuBake:
             ctx.discard(self._server_resource)
         shutil.rmtree(self.work, ignore_errors=True)
         ctx.discard(Resource("workdir", str(self.work)))
+
+    @staticmethod
+    def _qemu_img(args: list[str]) -> None:
+        result = subprocess.run(["qemu-img", *args], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StepFailed(f"qemu-img {args[0]} failed: {result.stderr.strip()[-300:]}")
 
     def finish(self, ctx: BakeContext) -> None:
         """Keep the image and store the result for the manifest."""

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from factory.qemu.accel import detect_accel
     from factory.qemu.serial import stderr_emitter
     from factory.qemu.verify import verify_image
-    from image_base.base_disk import cache_dir_from_env, cached_base_disk
+    from image_base.base_disk import cache_dir_from_env, probe_kernel
 
     if not args.image.is_file():
         return _fail(f"{args.image}: no such file", EXIT_USAGE)
@@ -87,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
             return _fail(f"--userdata {args.userdata}: {exc}", EXIT_USAGE)
     if args.timeout <= 0:
         return _fail("--timeout must be > 0", EXIT_USAGE)
-    cached = cached_base_disk(cache_dir_from_env())
-    choice = detect_accel(args.accel, cache_dir=state_dir(), probe_kernel=cached.kernel if cached else None)
+    kernel = probe_kernel(cache_dir_from_env())
+    choice = detect_accel(args.accel, cache_dir=state_dir(), probe_kernel=kernel)
     print(
         f"factory verify qemu: {args.image} as {args.provider}, accel {choice.accel} ({choice.reason})",
         file=sys.stderr,

@@ -11,6 +11,7 @@ from image_base.base_disk.build import (
     build_base_disk,
     cache_dir_from_env,
     cached_base_disk,
+    probe_kernel,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "build_base_disk",
     "cache_dir_from_env",
     "cached_base_disk",
+    "probe_kernel",
 ]

@@ -68,6 +68,15 @@ def cached_base_disk(cache_dir: Path, key: str | None = None) -> BaseDisk | None
     return BaseDisk(qcow2, entry / "vmlinuz", entry / "initrd.img", key, True, 0.0)
 
 
+def probe_kernel(cache_dir: Path) -> Path | None:
+    """A kernel for the KVM probe boot: the current base disk's, else any cached one's."""
+    current = cached_base_disk(cache_dir)
+    if current is not None and current.kernel.is_file():
+        return current.kernel
+    found = sorted((cache_dir / "base").glob("*/vmlinuz"))
+    return found[-1] if found else None
+
+
 def _step(log: TextIO, message: str) -> None:
     print(f"factory base: {message}", file=log, flush=True)
 
