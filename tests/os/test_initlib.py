@@ -138,3 +138,19 @@ def test_factory_reset_clears_data_then_seed_data_recreates_it(tmp_path: Path) -
     (data / "home/rancher/.profile").write_text("changed by the user")
     run_lib(f"factory_reset {state}; seed_data {state} {root}", tmp_path)
     assert (data / "home/rancher/.profile").read_text() == "changed by the user"
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
+def test_init_and_boot_scripts_pass_shellcheck() -> None:
+    files = resources.files("image_base.os").joinpath("files")
+    with resources.as_file(files) as base:
+        scripts = [base / "initrd/init", base / "initrd/lib/k3os/initlib.sh"]
+        scripts += sorted(p for p in (base / "rootfs/usr/lib/k3os").iterdir())
+        result = subprocess.run(
+            ["shellcheck", "-x", "-s", "sh", *map(str, scripts)],
+            cwd=base.parent.parent.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout

@@ -1,4 +1,4 @@
-# shellcheck shell=sh
+# shellcheck shell=sh disable=SC2034 # the variables set here are read by /init
 # Functions of the k3os-factory initrd, sourced by /init (and by the tests, under busybox sh, with
 # K3OS_CONSOLE, K3OS_POWEROFF and K3OS_REBOOT pointing at harmless stand-ins).
 
