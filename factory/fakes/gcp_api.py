@@ -1,0 +1,475 @@
+"""A fake of the Compute Engine REST API on 127.0.0.1, for ``factory bake gcp`` tests and local trials.
+
+It speaks the real wire protocol to the real ``google-cloud-compute`` SDK (REST transport): the same
+paths (``/compute/v1/projects/{project}/zones/{zone}/instances/{name}`` ...), JSON bodies, status codes,
+error documents (``{"error": {"code", "message", "errors": [{"reason"}]}}``) and long-running
+``Operation`` objects that complete after a few polls. Only the calls the gcp backend makes exist:
+
+``projects.get``, ``images.{get,getFromFamily,insert,delete,list,setLabels}``,
+``instances.{insert,get,delete,getSerialPortOutput,aggregatedList}``, ``disks.{aggregatedList,delete}``,
+``zoneOperations.get``, ``globalOperations.get``, and the OAuth token endpoint ``POST /token``.
+
+Authentication is checked: every API call needs ``Authorization: Bearer <token>`` where the token is
+either a service-account self-signed JWT (RS256, verified against the public key of a key file made
+by :func:`write_service_account_file`) or an access token issued by ``/token``. Missing or bad
+credentials get the API's 401 ``UNAUTHENTICATED``.
+
+Faults: :meth:`FakeGcp.fail` answers a chosen call (by its API method name, e.g. ``images.insert``)
+with an HTTP error; :meth:`FakeGcp.fail_operation` makes the next operation of a call end with an
+error, as quota or capacity errors do. ``python -m factory.fakes.gcp_api --help`` runs it standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.server
+import json
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory.fakes.gcp_model import ZONES, ApiError, Model
+
+PREFIX = "/compute/v1/projects/"
+FILTER_RE = re.compile(r'^\(?\s*labels\.([a-z0-9_-]+)\s*(=|!=|:)\s*"?([a-z0-9_*-]*)"?\s*\)?$')
+
+
+@dataclass
+class Fault:
+    """Answer a call with this HTTP error ``times`` times (negative: always), after ``after`` good calls."""
+
+    status: int
+    reason: str
+    message: str
+    times: int = 1
+    after: int = 0
+
+
+@dataclass
+class Parsed:
+    """What a handler sees of a request."""
+
+    method: str
+    parts: list[str]
+    query: dict[str, str]
+    body: dict[str, Any]
+
+
+Handler = Callable[[Parsed], dict[str, Any]]
+
+
+def _b64url(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+def _matches(labels: dict[str, str], flt: str) -> bool:
+    if not flt:
+        return True
+    match = FILTER_RE.match(flt.strip())
+    if not match:
+        raise ApiError(
+            400, "invalid", f"Invalid value for field 'filter': '{flt}'. Invalid list filter expression."
+        )
+    key, op, value = match.groups()
+    if op == ":":
+        return key in labels if value == "*" else labels.get(key, "").startswith(value)
+    return (labels.get(key) == value) == (op == "=")
+
+
+@dataclass
+class FakeGcp:
+    """The fake API: a :class:`Model` behind a threaded HTTP server. Use as a context manager."""
+
+    model: Model = field(default_factory=Model)
+    faults: dict[str, Fault] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    public_keys: dict[str, Any] = field(default_factory=dict)
+    tokens: set[str] = field(default_factory=set)
+    require_auth: bool = True
+    server: http.server.ThreadingHTTPServer | None = None
+
+    # -- control -----------------------------------------------------------------------------------
+    def fail(
+        self,
+        call: str,
+        status: int = 503,
+        reason: str = "backendError",
+        times: int = 1,
+        after: int = 0,
+        message: str = "",
+    ) -> None:
+        """Answer ``call`` (``images.insert``, ``zoneOperations.get``, ...) with an HTTP error."""
+        self.faults[call] = Fault(status, reason, message or f"Injected failure of {call}", times, after)
+
+    def fail_operation(
+        self, call: str, code: str = "QUOTA_EXCEEDED", message: str = "", http_status: int = 403
+    ) -> None:
+        """Make the next operation started by ``call`` finish with an error."""
+        with self.model.lock:
+            self.model.op_faults[call] = (code, message or f"Injected operation error of {call}", http_status)
+
+    def add_service_account(self, email: str, public_key_pem: bytes) -> None:
+        """Trust self-signed JWTs of ``email`` signed by this key."""
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        self.public_keys[email] = load_pem_public_key(public_key_pem)
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` (use as ``FACTORY_GCP_ENDPOINT``)."""
+        assert self.server is not None, "start() first"
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self, port: int = 0) -> FakeGcp:
+        """Serve on 127.0.0.1 in a daemon thread."""
+        fake = self
+
+        class RequestHandler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                status, doc = fake.handle(self.command, self.path, dict(self.headers.items()), raw)
+                payload = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = _serve
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name="fake-gcp", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def __enter__(self) -> FakeGcp:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- request handling ---------------------------------------------------------------------------
+    def handle(
+        self, method: str, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer one request: (status, JSON document)."""
+        url = urllib.parse.urlsplit(path)
+        query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except json.JSONDecodeError:
+            return 400, ApiError(400, "parseError", "Parse Error").body()
+        if method == "POST" and url.path == "/token":
+            return self._token(raw)
+        try:
+            call, handler, parts = self._route(method, url.path)
+            self.calls.append(call)
+            self._check_auth(headers)
+            fault = self.faults.get(call)
+            if fault and fault.after > 0:
+                fault.after -= 1
+            elif fault and fault.times != 0:
+                fault.times -= 1
+                raise ApiError(fault.status, fault.reason, fault.message)
+            with self.model.lock:
+                return 200, handler(Parsed(method, parts, query, body))
+        except ApiError as exc:
+            return exc.status, exc.body()
+
+    def _token(self, raw: bytes) -> tuple[int, dict[str, Any]]:
+        form = urllib.parse.parse_qs(raw.decode(errors="replace"))
+        if form.get("grant_type", [""])[0] != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
+        try:
+            self._verify_jwt(form.get("assertion", [""])[0])
+        except ApiError:
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        token = "ya29.fake-" + uuid.uuid4().hex
+        self.tokens.add(token)
+        return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+    def _check_auth(self, headers: dict[str, str]) -> None:
+        if not self.require_auth:
+            return
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        if not value.startswith("Bearer "):
+            raise ApiError(
+                401,
+                "required",
+                "Request is missing required authentication credential. Expected OAuth 2 access token, "
+                "login cookie or other valid authentication credential.",
+            )
+        token = value[len("Bearer ") :].strip()
+        if token not in self.tokens:
+            self._verify_jwt(token)
+
+    def _verify_jwt(self, token: str) -> None:
+        invalid = ApiError(
+            401,
+            "authError",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+            "or other valid authentication credential.",
+        )
+        try:
+            head_b64, claims_b64, sig_b64 = token.split(".")
+            header = json.loads(_b64url(head_b64))
+            claims = json.loads(_b64url(claims_b64))
+            signature = _b64url(sig_b64)
+        except (ValueError, json.JSONDecodeError):
+            raise invalid from None
+        key = self.public_keys.get(str(claims.get("iss", "")))
+        if header.get("alg") != "RS256" or key is None or float(claims.get("exp", 0)) < time.time():
+            raise invalid
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        try:
+            key.verify(signature, f"{head_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise invalid from None
+
+    def _route(self, method: str, path: str) -> tuple[str, Handler, list[str]]:
+        if not path.startswith(PREFIX):
+            raise ApiError(404, "notFound", f"The requested URL {path} was not found on this server.")
+        rest = path[len(PREFIX) :]
+        parts = [urllib.parse.unquote(p) for p in rest.split("/")]
+        routes: list[tuple[str, str, str, Handler]] = [
+            ("GET", "{}", "projects.get", self._project),
+            ("GET", "{}/global/images/family/{}", "images.getFromFamily", self._image_family),
+            ("GET", "{}/global/images/{}", "images.get", self._image_get),
+            ("DELETE", "{}/global/images/{}", "images.delete", self._image_delete),
+            ("POST", "{}/global/images/{}/setLabels", "images.setLabels", self._image_labels),
+            ("POST", "{}/global/images", "images.insert", self._image_insert),
+            ("GET", "{}/global/images", "images.list", self._image_list),
+            ("GET", "{}/global/operations/{}", "globalOperations.get", self._global_op),
+            ("GET", "{}/zones/{}/operations/{}", "zoneOperations.get", self._zone_op),
+            ("POST", "{}/zones/{}/instances", "instances.insert", self._instance_insert),
+            ("GET", "{}/zones/{}/instances/{}", "instances.get", self._instance_get),
+            ("DELETE", "{}/zones/{}/instances/{}", "instances.delete", self._instance_delete),
+            ("GET", "{}/zones/{}/instances/{}/serialPort", "instances.getSerialPortOutput", self._serial),
+            ("DELETE", "{}/zones/{}/disks/{}", "disks.delete", self._disk_delete),
+            ("GET", "{}/aggregated/instances", "instances.aggregatedList", self._agg_instances),
+            ("GET", "{}/aggregated/disks", "disks.aggregatedList", self._agg_disks),
+        ]
+        for verb, template, call, handler in routes:
+            pattern = "^" + re.escape(template).replace(re.escape("{}"), "[^/]+") + "$"
+            if verb == method and re.match(pattern, rest):
+                return call, handler, parts
+        raise ApiError(404, "notFound", f"The requested URL {path} was not found on this server.")
+
+    # -- handlers (model lock held) ------------------------------------------------------------------
+    def _project(self, req: Parsed) -> dict[str, Any]:
+        m = self.model
+        m.check_project(req.parts[0])
+        return {
+            "kind": "compute#project",
+            "id": m.project_number,
+            "name": m.project,
+            "defaultServiceAccount": f"{m.project_number}-compute@developer.gserviceaccount.com",
+            "selfLink": m.link("")[:-1],
+            "creationTimestamp": "2020-01-01T00:00:00.000-07:00",
+        }
+
+    def _image_family(self, req: Parsed) -> dict[str, Any]:
+        project = req.parts[0]
+        if project != self.model.project and project not in ("ubuntu-os-cloud",):
+            self.model.check_project(project)
+        return self.model.image_from_family(project, req.parts[4])
+
+    def _image_get(self, req: Parsed) -> dict[str, Any]:
+        return self.model.image(req.parts[0], req.parts[3])
+
+    def _image_delete(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        return self.model.delete_image(req.parts[3], req.query.get("requestId"))
+
+    def _image_labels(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        return self.model.set_image_labels(req.parts[3], req.body)
+
+    def _image_insert(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        force = req.query.get("forceCreate", "").lower() == "true"
+        return self.model.insert_image(req.body, req.query.get("requestId"), force)
+
+    def _page(self, rows: list[dict[str, Any]], req: Parsed, kind: str) -> dict[str, Any]:
+        flt = req.query.get("filter", "")
+        rows = [r for r in rows if _matches(r.get("labels", {}), flt)]
+        size = int(req.query.get("maxResults") or 500)
+        start = int(req.query.get("pageToken") or 0)
+        out: dict[str, Any] = {
+            "kind": kind,
+            "id": f"projects/{self.model.project}",
+            "items": rows[start : start + size],
+        }
+        if start + size < len(rows):
+            out["nextPageToken"] = str(start + size)
+        return out
+
+    def _image_list(self, req: Parsed) -> dict[str, Any]:
+        project = req.parts[0]
+        self.model.check_project(project)
+        rows = [img for (proj, _), img in sorted(self.model.images.items()) if proj == project]
+        return self._page(rows, req, "compute#imageList")
+
+    def _global_op(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        return self.model.poll_operation(req.parts[3], None)
+
+    def _zone_op(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        self.model.check_zone(req.parts[2])
+        return self.model.poll_operation(req.parts[4], req.parts[2])
+
+    def _instance_insert(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        return self.model.insert_instance(req.parts[2], req.body, req.query.get("requestId"))
+
+    def _instance_get(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        return self.model.get_instance(req.parts[2], req.parts[4])
+
+    def _instance_delete(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        return self.model.delete_instance(req.parts[2], req.parts[4], req.query.get("requestId"))
+
+    def _serial(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        inst = self.model.instance(req.parts[2], req.parts[4])
+        text = (
+            "cloud-init: running builder user-data\n"
+            "k3os-factory builder: downloading ISO\n"
+            f"k3os-factory builder: instance {inst['name']} status {inst['status']}\n"
+        )
+        return {
+            "kind": "compute#serialPortOutput",
+            "contents": text,
+            "start": "0",
+            "next": str(len(text)),
+            "selfLink": inst["selfLink"] + "/serialPort",
+        }
+
+    def _disk_delete(self, req: Parsed) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        return self.model.delete_disk(req.parts[2], req.parts[4], req.query.get("requestId"))
+
+    def _aggregated(
+        self, req: Parsed, rows: dict[tuple[str, str], dict[str, Any]], key: str, kind: str
+    ) -> dict[str, Any]:
+        self.model.check_project(req.parts[0])
+        flt = req.query.get("filter", "")
+        items: dict[str, Any] = {}
+        for zone in ZONES:
+            found = [
+                r for (z, _), r in sorted(rows.items()) if z == zone and _matches(r.get("labels", {}), flt)
+            ]
+            scope = f"zones/{zone}"
+            if found:
+                items[scope] = {key: found}
+            else:
+                items[scope] = {
+                    "warning": {
+                        "code": "NO_RESULTS_ON_PAGE",
+                        "message": f"There are no results for scope '{scope}' on this page.",
+                        "data": [{"key": "scope", "value": scope}],
+                    }
+                }
+        return {"kind": kind, "id": f"projects/{self.model.project}/aggregated/{key}", "items": items}
+
+    def _agg_instances(self, req: Parsed) -> dict[str, Any]:
+        return self._aggregated(req, self.model.instances, "instances", "compute#instanceAggregatedList")
+
+    def _agg_disks(self, req: Parsed) -> dict[str, Any]:
+        return self._aggregated(req, self.model.disks, "disks", "compute#diskAggregatedList")
+
+
+def write_service_account_file(
+    path: Path, fake: FakeGcp | None = None, project: str = "fake-project", email: str = ""
+) -> dict[str, Any]:
+    """Write a service-account key file whose ``token_uri`` is the fake's; register its key with it.
+
+    The key is freshly generated (never a real credential). Returns the JSON written.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    email = email or f"baker@{project}.iam.gserviceaccount.com"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    info = {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": pem.decode(),
+        "client_email": email,
+        "client_id": "100000000000000000001",
+        "token_uri": f"{fake.url}/token" if fake else "http://127.0.0.1:1/token",
+    }
+    path.write_text(json.dumps(info, indent=2))
+    path.chmod(0o600)
+    if fake is not None:
+        fake.add_service_account(email, public)
+        fake.model.principal = email
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m factory.fakes.gcp_api``: serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        description="Fake Compute Engine API on 127.0.0.1 (for factory bake gcp)."
+    )
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--project", default="fake-project")
+    parser.add_argument(
+        "--credentials", type=Path, default=Path("fake-gcp-sa.json"), help="service-account file to write"
+    )
+    parser.add_argument("--op-polls", type=int, default=2, help="polls before an operation completes")
+    parser.add_argument(
+        "--poweroff-after", type=int, default=3, help="instance GETs before a builder powers off (-1: never)"
+    )
+    args = parser.parse_args(argv)
+    model = Model(
+        project=args.project,
+        op_polls=args.op_polls,
+        poweroff_after=None if args.poweroff_after < 0 else args.poweroff_after,
+    )
+    fake = FakeGcp(model=model).start(args.port)
+    write_service_account_file(args.credentials, fake, args.project)
+    print(f"fake Compute Engine API on {fake.url} (project {args.project})")
+    creds = args.credentials.resolve()
+    print(f"  export FACTORY_GCP_ENDPOINT={fake.url} GOOGLE_APPLICATION_CREDENTIALS={creds}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
