@@ -172,6 +172,10 @@ def _qemu_machine(opts: RenderOptions, values: dict[str, HclValue]) -> None:
             "auto", cache_dir=state_dir(), probe_kernel=cached.kernel if cached is not None else None
         ).accel
     values["accelerator"] = accel
+    # QEMU cannot open a serial log in a directory that does not exist.
+    image_dir = Path(str(values.get("output_directory", "dist")))
+    serial = Path(str(values["serial_log"])) if values.get("serial_log") else image_dir / "logs" / "x"
+    serial.parent.mkdir(parents=True, exist_ok=True)
 
 
 def render(opts: RenderOptions) -> RenderResult:

@@ -128,30 +128,34 @@ _QEMU = Template(
     },
 )
 
-# gcp, openstack and hetzner have no `factory bake` backend yet: their tables hold the common flags
-# and every cloud variable as packer-only. When a backend lands, the sync test lists its flags here.
 _GCP = Template(
     cloud="gcp",
     builder_type="googlecompute",
     default_data_sources=("gcp",),
-    flags=dict(COMMON_FLAGS),
+    flags={
+        **COMMON_FLAGS,
+        "--project": "project_id",
+        "--zone": "zone",
+        "--arch": "arch",
+        "--machine-type": "machine_type",
+        "--source-image-family": "source_image_family",
+        "--source-image-project": "source_image_project",
+        "--network": "network",
+        "--subnetwork": "subnetwork",
+        "--omit-external-ip": "omit_external_ip",
+        "--disk-size": "disk_size_gb",
+        "--image-family": "image_family",
+        "--storage-location": "image_storage_locations",
+    },
     flag_notes=dict(COMMON_NOTES),
     packer_only={
         **COMMON_PACKER_ONLY,
-        "project_id": "project of the builder and the image (required)",
-        "zone": "zone of the builder",
-        "machine_type": "builder machine type",
-        "source_image_family": "Ubuntu image family of the builder",
-        "source_image_project": "project of that family",
-        "disk_size_gb": "boot disk size",
-        "image_family": "family of the image",
-        "image_storage_locations": "where the image is stored",
         "image_kms_key_name": "Cloud KMS key that encrypts the image",
-        "network": "network of the builder",
-        "subnetwork": "subnetwork of the builder",
     },
 )
 
+# openstack has no `factory bake` backend yet: its table holds the common flags and every cloud
+# variable as packer-only. When the backend lands, the sync test asks for its flags here.
 _OPENSTACK = Template(
     cloud="openstack",
     builder_type="openstack",
@@ -176,14 +180,24 @@ _HETZNER = Template(
     cloud="hetzner",
     builder_type="hcloud",
     default_data_sources=("hetzner",),
-    flags=dict(COMMON_FLAGS),
-    flag_notes=dict(COMMON_NOTES),
+    flags={
+        **COMMON_FLAGS,
+        "--location": "location",
+        "--arch": "arch",
+        "--server-type": "server_type",
+        "--source-image": "source_image",
+        "--snapshot-description": None,
+        "--ssh-key": "ssh_keys",
+        "--network": None,
+    },
+    flag_notes={
+        **COMMON_NOTES,
+        "--snapshot-description": "Packer's hcloud builder stores snapshot_name (image_name) as description",
+        "--network": "Packer 1.6.6's hcloud builder cannot attach a private network",
+    },
     packer_only={
         **COMMON_PACKER_ONLY,
         "hcloud_token": "API token (default: HCLOUD_TOKEN)",
-        "location": "location of the builder",
-        "server_type": "builder server type",
-        "source_image": "image the builder boots",
     },
 )
 

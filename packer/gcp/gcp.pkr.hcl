@@ -24,16 +24,22 @@ variable "zone" {
   description = "Zone of the builder instance."
 }
 
+variable "arch" {
+  type        = string
+  default     = "amd64"
+  description = "amd64 or arm64: picks the default machine type and Ubuntu image family."
+}
+
 variable "machine_type" {
   type        = string
-  default     = "e2-small"
-  description = "Builder machine type."
+  default     = ""
+  description = "Builder machine type; empty means e2-small (amd64) or t2a-standard-1 (arm64), like the bake."
 }
 
 variable "source_image_family" {
   type        = string
-  default     = "ubuntu-2404-lts-amd64"
-  description = "Ubuntu image family of the builder."
+  default     = ""
+  description = "Ubuntu image family of the builder; empty means ubuntu-2404-lts-amd64 / -arm64."
 }
 
 variable "source_image_project" {
@@ -72,6 +78,12 @@ variable "network" {
   description = "Network of the builder; empty means `default`."
 }
 
+variable "omit_external_ip" {
+  type        = bool
+  default     = false
+  description = "Give the builder no public IP (it then needs Cloud NAT to download the ISO)."
+}
+
 variable "subnetwork" {
   type        = string
   default     = ""
@@ -79,7 +91,9 @@ variable "subnetwork" {
 }
 
 locals {
-  image_name = var.image_name != "" ? var.image_name : "k3os-gcp-${local.timestamp}"
+  image_name    = var.image_name != "" ? var.image_name : "k3os-gcp-${local.timestamp}"
+  machine_type  = var.machine_type != "" ? var.machine_type : (var.arch == "arm64" ? "t2a-standard-1" : "e2-small")
+  source_family = var.source_image_family != "" ? var.source_image_family : "ubuntu-2404-lts-${var.arch}"
   # GCE names and label keys/values: lowercase letters, digits, '-' and '_' (no ':').
   instance_name = "k3os-builder-${substr(local.bake_id, 0, 8)}"
   bake_labels = {
@@ -95,12 +109,14 @@ locals {
 source "googlecompute" "k3os" {
   project_id              = var.project_id
   zone                    = var.zone
-  machine_type            = var.machine_type
-  source_image_family     = var.source_image_family
+  machine_type            = local.machine_type
+  source_image_family     = local.source_family
   source_image_project_id = [var.source_image_project]
   disk_size               = var.disk_size_gb
   network                 = var.network
   subnetwork              = var.subnetwork
+  omit_external_ip        = var.omit_external_ip
+  use_internal_ip         = var.omit_external_ip
   instance_name           = local.instance_name
   labels                  = local.instance_labels
 
@@ -147,7 +163,7 @@ build {
       iso_sha256   = var.iso_sha256
       iso_url      = var.iso_url
       k3os_version = var.k3os_version
-      machine_type = var.machine_type
+      machine_type = local.machine_type
       zone         = var.zone
       packer       = "true"
     }

@@ -25,10 +25,22 @@ variable "location" {
   description = "Location of the builder (the snapshot is usable in every location)."
 }
 
+variable "arch" {
+  type        = string
+  default     = "amd64"
+  description = "amd64 or arm64: picks the default server type."
+}
+
 variable "server_type" {
   type        = string
-  default     = "cx22"
-  description = "Builder server type."
+  default     = ""
+  description = "Builder server type; empty means cx22 (amd64) or cax11 (arm64), like the bake."
+}
+
+variable "ssh_keys" {
+  type        = list(string)
+  default     = []
+  description = "Existing project SSH keys put on the builder, to debug it (the bake's --ssh-key)."
 }
 
 variable "source_image" {
@@ -40,6 +52,7 @@ variable "source_image" {
 locals {
   image_name  = var.image_name != "" ? var.image_name : "k3os-hetzner-${local.timestamp}"
   server_name = "k3os-builder-${substr(local.bake_id, 0, 8)}"
+  server_type = var.server_type != "" ? var.server_type : (var.arch == "arm64" ? "cax11" : "cx22")
   # Hetzner label keys take an optional DNS-style prefix with '/'; ':' is not allowed.
   snapshot_labels = merge(var.tags, {
     "k3os-factory/bake-id" = local.bake_id
@@ -52,7 +65,8 @@ locals {
 source "hcloud" "k3os" {
   token       = var.hcloud_token
   location    = var.location
-  server_type = var.server_type
+  server_type = local.server_type
+  ssh_keys    = var.ssh_keys
   image       = var.source_image
   server_name = local.server_name
 
@@ -87,7 +101,7 @@ build {
       iso_sha256   = var.iso_sha256
       iso_url      = var.iso_url
       k3os_version = var.k3os_version
-      server_type  = var.server_type
+      server_type  = local.server_type
       location     = var.location
       packer       = "true"
     }
