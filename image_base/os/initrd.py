@@ -13,7 +13,8 @@ from pathlib import Path
 
 from image_base.os.cpio import Archive
 
-# What /init needs to reach K3OS (cdrom: ata_piix/sr_mod/isofs) or K3OS_STATE (virtio/scsi/ahci + ext4),
+# What /init needs to reach K3OS (cdrom: ata_piix/sr_mod/isofs) or K3OS_STATE (virtio, scsi, nvme, Xen
+# blkfront for older EC2 types, + ext4),
 # then loop-mount the squashfs images and build the overlay root.
 INITRD_MODULES: tuple[str, ...] = (
     "virtio_pci",
@@ -28,6 +29,7 @@ INITRD_MODULES: tuple[str, ...] = (
     "ata_generic",
     "ahci",
     "nvme",
+    "xen_blkfront",
     "isofs",
     "squashfs",
     "overlay",
