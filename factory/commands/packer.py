@@ -133,18 +133,8 @@ def packer_build_argv(
     return [*argv, str(template)]
 
 
-def packer_env(packer_dir: Path) -> dict[str, str]:
-    """The environment for Packer: ours, with ``packer/bin`` (the qemu-img shim) first on PATH."""
-    env = dict(os.environ)
-    shim_dir = packer_dir / "bin"
-    if shim_dir.is_dir():
-        env["PATH"] = f"{shim_dir}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
 def run_build(args: argparse.Namespace) -> int:
     """``factory packer build CLOUD``: render, then run Packer and return its outcome."""
-    from factory.packer import packer_dir
     from factory.pipeline import UsageError
 
     packer = shutil.which("packer")
@@ -158,7 +148,7 @@ def run_build(args: argparse.Namespace) -> int:
         packer, result.var_file.resolve(), result.template_dir, force=args.force, on_error=args.on_error
     )
     print(f"factory packer build: {' '.join(argv)}", file=sys.stderr, flush=True)
-    return _run_packer(argv, packer_env(packer_dir()))
+    return _run_packer(argv, dict(os.environ))
 
 
 def _run_packer(argv: list[str], env: dict[str, str]) -> int:

@@ -25,7 +25,7 @@ QEMU_HOST_ADDRESS = "10.0.2.2"
 USERDATA_NAME = "user-data"
 META_DATA_NAME = "meta-data"
 #: Variables render writes itself; ``--var`` may not set them.
-RENDER_OWNED = ("userdata_file", "meta_data_file", "base_image_checksum")
+RENDER_OWNED = ("userdata_file", "meta_data_file", "base_image_checksum", "base_image_format")
 #: ``--var`` names that feed the builder userdata (the same as the render options).
 USERDATA_INPUTS = ("iso_url", "iso_sha256", "config_file")
 
@@ -154,7 +154,7 @@ def _qemu_iso(opts: RenderOptions, values: dict[str, HclValue], out: Path, iso_u
 
 def _qemu_machine(opts: RenderOptions, values: dict[str, HclValue]) -> None:
     """Base disk (path + sha256) and a concrete accelerator (Packer's auto trusts /dev/kvm)."""
-    from factory.clouds.qemu import resolve_base_image, sha256_of
+    from factory.clouds.qemu import image_format, resolve_base_image, sha256_of
     from factory.journal import state_dir
     from factory.qemu.accel import detect_accel
     from image_base.base_disk import cache_dir_from_env, cached_base_disk
@@ -163,6 +163,7 @@ def _qemu_machine(opts: RenderOptions, values: dict[str, HclValue]) -> None:
     base = resolve_base_image(str(values["base_image"]) if "base_image" in values else None, cache_dir)
     values["base_image"] = str(base.resolve())
     values["base_image_checksum"] = "sha256:" + sha256_of(base)
+    values["base_image_format"] = image_format(base)
     accel = str(values.get("accelerator", "auto"))
     if accel not in ("auto", "kvm", "tcg"):
         raise UsageError(f"--var accelerator={accel}: expected auto, kvm or tcg")

@@ -119,12 +119,13 @@ _QEMU = Template(
     packer_only={
         **COMMON_PACKER_ONLY,
         "base_image_checksum": "sha256 of base_image (render computes it)",
+        "base_image_format": "format of base_image (render asks qemu-img)",
         "meta_data_file": "NoCloud meta-data next to the user-data on the cidata CD",
         "http_directory": "served to the guest; holds k3os.iso when the ISO is local",
         "http_port": "fixed port of the ISO server (named in the builder userdata)",
         "serial_log": "file for the guest's serial console",
         "disk_size": "grow the disk (the bake keeps the base disk's size)",
-        "use_backing_file": "overlay instead of copy (needs the packer/bin qemu-img shim)",
+        "use_backing_file": "start from an overlay instead of a full copy of base_image",
     },
 )
 

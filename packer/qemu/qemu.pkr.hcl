@@ -20,6 +20,12 @@ variable "base_image_checksum" {
   description = "Checksum of base_image as sha256:HEX (render fills it in), or none."
 }
 
+variable "base_image_format" {
+  type        = string
+  default     = "qcow2"
+  description = "Format of base_image (render asks qemu-img); the backing format of the overlay."
+}
+
 variable "output_directory" {
   type        = string
   default     = "dist"
@@ -59,7 +65,7 @@ variable "disk_size" {
 variable "use_backing_file" {
   type        = bool
   default     = false
-  description = "Overlay on base_image instead of a copy (needs packer/bin first on PATH with QEMU >= 6)."
+  description = "Start from an overlay on base_image instead of a full copy (the output is still a standalone image)."
 }
 
 variable "meta_data_file" {
@@ -96,6 +102,11 @@ source "qemu" "k3os" {
   iso_url          = var.base_image
   iso_checksum     = var.base_image_checksum
   use_backing_file = var.use_backing_file
+  # Packer 1.6.6 runs `qemu-img create -b BASE` without -F, which QEMU >= 6 refuses
+  # ("Backing file specified without backing format"); name the format explicitly.
+  qemu_img_args {
+    create = var.use_backing_file ? ["-F", var.base_image_format] : []
+  }
   skip_resize_disk = var.disk_size == ""
   disk_size        = var.disk_size == "" ? "4096M" : var.disk_size
   disk_interface   = "virtio"
