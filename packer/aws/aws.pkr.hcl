@@ -88,11 +88,11 @@ locals {
   # Either the given AMI or the newest match of the filter (both at once would AND them).
   ami_filters = var.source_ami != "" ? [] : [local.ami_name_glob]
   bake_tags = {
-    "Name"                  = local.image_name
-    "k3os-factory:bake-id"  = local.bake_id
-    "k3os-factory:created"  = local.created
-    "k3os-factory:k3os"     = var.k3os_version
-    "k3os-factory:packer"   = "aws"
+    "Name"                 = local.image_name
+    "k3os-factory:bake-id" = local.bake_id
+    "k3os-factory:created" = local.created
+    "k3os-factory:k3os"    = var.k3os_version
+    "k3os-factory:packer"  = "aws"
   }
   # The builder instance carries no state tag, so `factory gc aws` finds it if Packer is killed.
   run_tags   = merge(var.tags, local.bake_tags, { "Name" = "${local.image_name}-builder" })

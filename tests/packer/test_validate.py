@@ -81,3 +81,15 @@ def test_validate_fails_without_the_var_file(packer_bin: str, keystone_url: str,
     )
     assert res.returncode != 0
     assert "userdata_file" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_templates_are_packer_fmt_clean(cloud: str, packer_bin: str, tmp_path: Path) -> None:
+    res = subprocess.run(
+        [packer_bin, "fmt", "-check", str(PACKER_DIR / cloud)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CHECKPOINT_DISABLE": "1"},
+        timeout=60,
+    )
+    assert res.returncode == 0, f"run `packer fmt packer/{cloud}`: {res.stdout}"
