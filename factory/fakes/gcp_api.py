@@ -90,6 +90,7 @@ class FakeGcp:
     model: Model = field(default_factory=Model)
     faults: dict[str, Fault] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     public_keys: dict[str, Any] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     require_auth: bool = True
@@ -183,6 +184,8 @@ class FakeGcp:
         try:
             call, handler, parts = self._route(method, url.path)
             self.calls.append(call)
+            if body:
+                self.bodies.append((call, body))
             self._check_auth(headers)
             fault = self.faults.get(call)
             if fault and fault.after > 0:

@@ -130,6 +130,7 @@ def create_server(world: World, body: Any) -> tuple[int, Any]:
     server = server_json(sid, body, server_type, image, location)
     world.servers[sid] = server
     world.user_data[sid] = user_data or ""
+    world.create_requests[sid] = {k: v for k, v in body.items() if k != "user_data"}
     start = body.get("start_after_create", True) is not False
 
     def created() -> None:

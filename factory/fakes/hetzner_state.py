@@ -5,7 +5,8 @@ Time is counted in polls, not seconds: every GET the API answers ticks the world
 (:meth:`World.tick`). A running action finishes after ``action_polls`` ticks; a builder server whose
 user data looks like the k3os-factory builder script (the "guest") powers itself off ``guest_polls``
 ticks after it started running, as the k3OS takeover does. Tests can turn the guest off
-(``guest_poweroff = False``) to play a builder that never stops.
+(``guest_poweroff = False``) to play a builder that never stops, and stall actions by command
+(``stalled_commands = {"create_image"}``) to play a snapshot that takes forever.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ class World:
     action_polls: int = 2
     guest_polls: int = 3
     guest_poweroff: bool = True
+    stalled_commands: set[str] = field(default_factory=set)
     servers: dict[int, dict[str, Any]] = field(default_factory=dict)
     images: dict[int, dict[str, Any]] = field(default_factory=dict)
     actions: dict[int, Action] = field(default_factory=dict)
@@ -181,6 +183,7 @@ class World:
     networks: list[dict[str, Any]] = field(default_factory=list)
     ssh_keys: list[dict[str, Any]] = field(default_factory=list)
     user_data: dict[int, str] = field(default_factory=dict)
+    create_requests: dict[int, dict[str, Any]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(4711))
     _guest_clock: dict[int, int] = field(default_factory=dict)
 
@@ -272,7 +275,7 @@ class World:
     def tick(self) -> None:
         """One poll went by: advance running actions and the builder guests."""
         for action in list(self.actions.values()):
-            if action.status == "running":
+            if action.status == "running" and action.command not in self.stalled_commands:
                 action.remaining -= 1
                 if action.remaining <= 0:
                     self._finish(action)

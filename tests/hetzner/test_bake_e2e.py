@@ -1,0 +1,184 @@
+"""End-to-end ``factory bake hetzner`` runs of the real console script, with the real hcloud SDK,
+against the fake Hetzner Cloud API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from factory.fakes.hetzner_api import FakeHetznerApi
+from tests.hetzner.conftest import (
+    BAKE_LABEL,
+    SECRETS,
+    STATE_LABEL,
+    TOKEN,
+    bake_args,
+    interrupt_when,
+    run_factory,
+)
+
+pytestmark = pytest.mark.cloud
+
+
+def test_bake_makes_a_labelled_snapshot_and_deletes_the_builder(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path, secret_config: Path
+) -> None:
+    args = bake_args(tmp_path, "--name", "k3os-e2e-1", "--config", str(secret_config),
+                     "--tag", "team=platform", "--json")  # fmt: skip
+    proc = run_factory(args, hz_env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    bake_id = summary["bake_id"]
+    assert summary["cloud"] == "hetzner" and summary["name"] == "k3os-e2e-1"
+    assert summary["artifacts"] == [{"region": "fsn1", "image_id": summary["artifacts"][0]["image_id"]}]
+    image = fake.world.images[int(summary["artifacts"][0]["image_id"])]
+    assert image["type"] == "snapshot" and image["status"] == "available"
+    assert image["description"] == "k3os-e2e-1"
+    assert image["labels"][BAKE_LABEL] == bake_id
+    assert image["labels"][STATE_LABEL] == "complete"
+    assert image["labels"]["team"] == "platform"
+    assert fake.labelled(BAKE_LABEL, bake_id) == {"servers": [], "images": [image["id"]]}
+    # the builder was a labelled cx22 in fsn1 from ubuntu-24.04, booted with the builder script
+    builder = image["created_from"]["id"]
+    assert "--takeover --poweroff --no-format" in fake.world.user_data[builder]
+    assert "DELETE /servers/{id}" in fake.calls
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    build = manifest["builds"][-1]
+    assert manifest["last_run_uuid"] == bake_id == build["packer_run_uuid"]
+    assert build["builder_type"] == "hcloud" and build["files"] is None
+    assert build["artifact_id"] == str(image["id"])
+    assert build["custom_data"]["server_type"] == "cx22" and build["custom_data"]["location"] == "fsn1"
+    assert isinstance(build["build_time"], int)
+    everything = proc.stdout + proc.stderr + (tmp_path / "manifest.json").read_text()
+    for secret in (*SECRETS, TOKEN):
+        assert secret not in everything
+    assert "wait-stopped: waiting up to 40m0s" in proc.stderr
+
+
+def test_arm64_uses_cax11_the_arm_image_ssh_key_and_network(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    args = bake_args(tmp_path, "--arch", "arm64", "--location", "nbg1", "--ssh-key", "ops",
+                     "--network", "k3os-net", "--snapshot-description", "k3os arm v1", "--json")  # fmt: skip
+    proc = run_factory(args, hz_env)
+    assert proc.returncode == 0, proc.stderr
+    image = fake.world.images[int(json.loads(proc.stdout)["artifacts"][0]["image_id"])]
+    assert image["architecture"] == "arm" and image["description"] == "k3os arm v1"
+    (request,) = fake.world.create_requests.values()
+    assert request["server_type"] == "cax11" and request["location"] == "nbg1"
+    assert request["image"] == 101 and request["ssh_keys"] == [1] and request["networks"] == [1]
+    assert request["name"].startswith("k3os-builder-") and request["labels"][BAKE_LABEL]
+    build = json.loads((tmp_path / "manifest.json").read_text())["builds"][-1]
+    assert build["custom_data"]["server_type"] == "cax11" and build["custom_data"]["location"] == "nbg1"
+
+
+USAGE_CASES = [
+    (["--tag", "k3os:role=x"], "label key"),
+    (["--tag", "team=a:b"], "values are"),
+    (["--location", "Falkenstein 1"], "--location"),
+    (["--server-type", "big box"], "--server-type"),
+    (["--iso-sha256", "xyz"], "--iso-sha256"),
+    (["--config", "@BAD@"], "no_such_key"),
+]
+
+
+@pytest.fixture(scope="module")
+def usage_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> list[tuple[subprocess.CompletedProcess[str], list[str]]]:
+    """Every usage-error bake, run concurrently against its own fake: (process, API calls seen)."""
+    tmp = tmp_path_factory.mktemp("usage")
+    bad = tmp / "bad.yaml"
+    bad.write_text(f"k3os:\n  no_such_key: 1\n  password: {SECRETS[0]}\n")
+
+    def one(extra: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        api = FakeHetznerApi(token=TOKEN)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HCLOUD_", "FACTORY_"))}
+        env.update(HCLOUD_TOKEN=TOKEN, HCLOUD_ENDPOINT=api.start(), FACTORY_STATE_DIR=str(tmp / "state"))
+        try:
+            args = bake_args(tmp, *[str(bad) if e == "@BAD@" else e for e in extra])
+            return run_factory(args, env), list(api.calls)
+        finally:
+            api.stop()
+
+    with ThreadPoolExecutor(max_workers=len(USAGE_CASES)) as pool:
+        return list(pool.map(one, [extra for extra, _ in USAGE_CASES]))
+
+
+@pytest.mark.parametrize("case", range(len(USAGE_CASES)), ids=[" ".join(c[0]) for c in USAGE_CASES])
+def test_usage_and_config_errors_exit_2_and_create_nothing(
+    usage_runs: list[tuple[subprocess.CompletedProcess[str], list[str]]], case: int
+) -> None:
+    proc, calls = usage_runs[case]
+    assert proc.returncode == 2, proc.stderr
+    assert USAGE_CASES[case][1] in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr and SECRETS[0] not in proc.stderr
+    assert calls == []
+
+
+def test_dry_run_prints_the_plan_and_calls_nothing(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in hz_env.items() if k != "HCLOUD_TOKEN"}
+    proc = run_factory(bake_args(tmp_path, "--dry-run", "--name", "k3os-plan"), env)
+    assert proc.returncode == 0, proc.stderr
+    assert "create server k3os-builder-" in proc.stdout and "k3os-factory/bake-id" in proc.stdout
+    assert fake.calls == [] and not (tmp_path / "manifest.json").exists()
+
+
+def test_missing_token_is_exit_2_one_line(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in hz_env.items() if k != "HCLOUD_TOKEN"}
+    proc = run_factory(bake_args(tmp_path), env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "HCLOUD_TOKEN" in proc.stderr
+    assert fake.calls == []
+
+
+def test_rejected_token_is_exit_2_and_not_printed(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    proc = run_factory(bake_args(tmp_path), {**hz_env, "HCLOUD_TOKEN": "wrong-T0KEN-abc"})
+    assert proc.returncode == 2
+    assert "rejected" in proc.stderr and "wrong-T0KEN-abc" not in proc.stderr
+    assert fake.calls == ["GET /locations"]
+
+
+def test_sigint_while_waiting_deletes_the_builder(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    fake.world.guest_poweroff = False  # a builder that never stops (e.g. the install hangs)
+    rc, _, err = interrupt_when(bake_args(tmp_path), hz_env, "wait-stopped: waiting", signal.SIGINT)
+    assert rc == 130, err
+    assert "interrupted by SIGINT during wait-stopped" in err
+    assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}
+    assert "POST /servers/{id}/actions/create_image" not in fake.calls
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_sigterm_while_the_snapshot_is_made_deletes_it_and_the_builder(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    fake.world.stalled_commands.add("create_image")  # the snapshot never finishes
+    rc, _, err = interrupt_when(bake_args(tmp_path), hz_env, "wait-image: waiting", signal.SIGTERM)
+    assert rc == 143, err
+    assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}
+    assert "DELETE /images/{id}" in fake.calls
+
+
+def test_wait_stopped_times_out_and_cleans_up(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    fake.world.guest_poweroff = False
+    proc = run_factory(bake_args(tmp_path, "--phase-timeout", "wait-stopped=0.01"), hz_env)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "gave up after" in last and "still running" in last and "Hetzner Console" in last
+    assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}

@@ -1,0 +1,107 @@
+"""An API error injected at every step of ``factory bake hetzner``: exit 1 with a one-line reason naming
+the error, and nothing labelled with the bake id survives. The bakes run concurrently (each against its
+own fake API) to keep the suite fast; each case is still its own test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from factory.fakes.hetzner_api import FakeHetznerApi
+from factory.fakes.hetzner_state import World
+from tests.hetzner.conftest import BAKE_LABEL, TOKEN, bake_args, run_factory
+
+pytestmark = pytest.mark.cloud
+
+# Each row: the call that fails, how many calls of it succeed first, the Hetzner error code.
+FAULTS = [
+    ("GET /server_types", 0, "forbidden"),
+    ("GET /images", 0, "service_error"),
+    ("POST /servers", 0, "resource_limit_exceeded"),
+    ("GET /actions/{id}", 0, "forbidden"),
+    ("GET /servers/{id}", 2, "forbidden"),
+    ("POST /servers/{id}/actions/create_image", 0, "invalid_input"),
+    ("GET /images/{id}", 0, "forbidden"),
+    ("DELETE /servers/{id}", 0, "forbidden"),
+    ("PUT /images/{id}", 0, "invalid_input"),
+]
+
+
+@dataclass
+class Outcome:
+    """What one faulty bake left behind."""
+
+    proc: subprocess.CompletedProcess[str]
+    hits: int
+    leftovers: dict[str, list[int]]
+    calls: list[str]
+    manifest: bool
+    servers_created: int
+
+
+def _bake_with_fault(tmp: Path, route: str, after: int, code: str) -> Outcome:
+    api = FakeHetznerApi(token=TOKEN, world=World(action_polls=2, guest_polls=3))
+    url = api.start()
+    try:
+        fault = api.fail(route, code, times=1, after=after)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HCLOUD_", "FACTORY_"))}
+        env.update(HCLOUD_TOKEN=TOKEN, HCLOUD_ENDPOINT=url, FACTORY_STATE_DIR=str(tmp / "state"),
+                   FACTORY_POLL_SECONDS="0.1", HOME=str(tmp))  # fmt: skip
+        proc = run_factory(bake_args(tmp), env, timeout=60)
+        return Outcome(
+            proc,
+            fault.hits,
+            api.labelled(BAKE_LABEL),
+            list(api.calls),
+            (tmp / "manifest.json").exists(),
+            len(api.world.create_requests),
+        )
+    finally:
+        api.stop()
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+    """Run every faulty bake at once; map route -> outcome."""
+    with ThreadPoolExecutor(max_workers=len(FAULTS)) as pool:
+        futures = {
+            route: pool.submit(_bake_with_fault, tmp_path_factory.mktemp("fault"), route, after, code)
+            for route, after, code in FAULTS
+        }
+        return {route: fut.result() for route, fut in futures.items()}
+
+
+@pytest.mark.parametrize(("route", "after", "code"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_api_error_at_each_step_leaves_nothing_labelled(
+    outcomes: dict[str, Outcome], route: str, after: int, code: str
+) -> None:
+    out = outcomes[route]
+    assert out.hits == 1, out.calls
+    assert out.proc.returncode == 1, out.proc.stderr
+    last = out.proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("factory bake hetzner: bake ") and code in last, last
+    assert "Traceback" not in out.proc.stderr
+    assert out.leftovers == {"servers": [], "images": []}
+    assert not out.manifest
+    if out.servers_created:  # a builder existed: it was deleted (by cleanup or the bake)
+        assert "DELETE /servers/{id}" in out.calls
+    else:
+        assert "DELETE /servers/{id}" not in out.calls
+
+
+def test_a_failing_cleanup_is_named_in_the_error(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    fake.fail("POST /servers/{id}/actions/create_image", "invalid_input")
+    fake.fail("DELETE /servers/{id}", "forbidden")
+    proc = run_factory(bake_args(tmp_path), hz_env)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    server = fake.labelled(BAKE_LABEL)["servers"]
+    assert len(server) == 1 and f"could not remove: server {server[0]}" in last
+    assert "factory gc hetzner" in last
