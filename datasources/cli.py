@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 
 from datasources.output import DEFAULT_OUTPUT
@@ -38,6 +39,29 @@ examples:
   datasources fetch                      # order from k3os.data_sources, else the default order
   datasources fetch aws cdrom --timeout 5
   datasources fetch gcp --output /tmp/cfg --json"""
+
+
+# A process older than this is not a fresh ``datasources`` run: do not trust the start time.
+_MAX_START_AGE = 30.0
+
+
+def process_started() -> float:
+    """When this process started, as a ``time.monotonic()`` value (now when unknown).
+
+    ``--timeout`` bounds the whole run, interpreter start-up included, so the deadline counts
+    from here. Linux gives the start in clock ticks since boot (``/proc/self/stat`` field 22),
+    the same clock as ``CLOCK_BOOTTIME``; rounding makes the process look at most one tick
+    older, which only makes the deadline earlier.
+    """
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        ticks = int(fields[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return now
+    return now - age if 0.0 <= age < _MAX_START_AGE else now
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,7 +160,7 @@ def _cmd_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not names:
         names = provider_table(pm).names()
     try:
-        result = engine.fetch(names, args.timeout, env, pm=pm)
+        result = engine.fetch(names, args.timeout, env, pm=pm, started=args.started)
     except engine.UsageError as exc:
         sys.stderr.write(f"datasources: error: {exc}\n")
         return EXIT_USAGE
@@ -165,7 +189,9 @@ def _cmd_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``datasources``; return the exit code."""
+    started = process_started() if argv is None else time.monotonic()
     args = build_parser().parse_args(argv)
+    args.started = started
     try:
         if args.command == "list":
             return _cmd_list()

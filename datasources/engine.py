@@ -5,6 +5,11 @@ does, the metadata of the first detected provider is used. Every provider is pro
 its own thread, then the results are walked in order, and the walk stops as soon as the ordered
 rule has decided, without waiting for providers further down the list. One overall deadline
 bounds everything; the DMI fast path skips providers of other clouds without network access.
+
+The deadline is ``started + timeout`` (``started``: when the process began, so interpreter
+start-up counts too). The walk gives up a little before it, leaving time to write the output
+and exit; the providers' own deadline is a little earlier still, so a provider that honours it
+has reported before the walk gives up on it.
 """
 
 from __future__ import annotations
@@ -21,8 +26,12 @@ import pluggy
 from datasources.model import Dmi, FetchContext, Metadata, NotDetected, Outcome, ProviderError
 from datasources.plugins import ProviderTable, get_plugin_manager, needs_entrypoints, provider_table
 
-# How long past the deadline the engine waits for a provider that ignores it.
-DEADLINE_GRACE = 0.25
+# Kept free at the end of the timeout for writing the output and exiting (at most this, and
+# at most a tenth of the timeout).
+OUTPUT_RESERVE = 0.1
+# Between the providers' deadline and the moment the walk gives up on them (at most this, and
+# at most a twentieth of the timeout): time for a provider to report after its last request.
+REPORT_MARGIN = 0.05
 
 
 class UsageError(Exception):
@@ -168,6 +177,7 @@ def fetch(
     *,
     pm: pluggy.PluginManager | None = None,
     log: Callable[[str], None] | None = None,
+    started: float | None = None,
 ) -> FetchResult:
     """Find the node's userdata and metadata by the ordered rule of DESIGN.md.
 
@@ -177,6 +187,8 @@ def fetch(
     :param dmi: the machine's DMI (default: read from ``/sys/class/dmi/id``).
     :param pm: a plugin manager (default: built here, entry points only when needed).
     :param log: receives one line per attempt and the providers' own log lines.
+    :param started: ``time.monotonic()`` value the timeout counts from (default: now); the CLI
+        passes its process start so the whole run stays within ``timeout``.
     :raises UsageError: unknown provider, empty list, or a timeout that is not positive.
     """
     env = os.environ if env is None else env
@@ -189,7 +201,9 @@ def fetch(
         pm = get_plugin_manager(load_entrypoints=needs_entrypoints(providers), env=env)
     table = provider_table(pm)
     order = resolve_providers(providers, table)
-    deadline = time.monotonic() + timeout
+    end = (time.monotonic() if started is None else started) + timeout
+    walk_deadline = end - min(OUTPUT_RESERVE, timeout / 10)
+    deadline = walk_deadline - min(REPORT_MARGIN, timeout / 20)
     if dmi is None:
         from datasources.dmi import read_dmi
 
@@ -215,15 +229,15 @@ def fetch(
         )
         threading.Thread(target=_run_probe, args=(pm, probe, ctx), name=f"probe-{name}", daemon=True).start()
 
-    return _walk_in_order(probes, deadline, log)
+    return _walk_in_order(probes, walk_deadline, log)
 
 
 def _walk_in_order(probes: list[_Probe], deadline: float, log: Callable[[str], None]) -> FetchResult:
+    """Decide by the ordered rule, waiting for each probe at most until ``deadline``."""
     attempts: list[Attempt] = []
     first_detected: Metadata | None = None
     for probe in probes:
-        wait = max(0.0, deadline - time.monotonic()) + DEADLINE_GRACE
-        if not probe.done.wait(wait):
+        if not probe.done.wait(max(0.0, deadline - time.monotonic())):
             elapsed = round((time.monotonic() - probe.started) * 1000)
             attempt = Attempt(probe.provider, "absent", "gave no answer before the deadline", elapsed)
         else:
