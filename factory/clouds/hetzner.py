@@ -113,11 +113,15 @@ class HetznerBackend(CloudBackend):
                 config_yaml=request.config_yaml,
                 insecure_skip_checksum=request.insecure_skip_checksum,
             )
-            data = render_builder_userdata(spec)
-            # The API's user_data is a JSON string: gzip bytes cannot go there, the plain script can.
-            text = render_builder_script(spec) if data.startswith(GZIP_MAGIC) else data.decode("utf-8")
         except BuilderSpecError as exc:
             raise UsageError(f"builder user data: {exc}") from None
+        # The API's user_data is a JSON string (up to 32 KiB): gzip bytes cannot go there, so a script
+        # that the renderer gzipped (or refused, over EC2's 16 KiB even gzipped) is sent as plain text.
+        try:
+            data = render_builder_userdata(spec)
+            text = render_builder_script(spec) if data.startswith(GZIP_MAGIC) else data.decode("utf-8")
+        except BuilderSpecError:
+            text = render_builder_script(spec)
         size = len(text.encode("utf-8"))
         if size > USERDATA_LIMIT:
             raise UsageError(f"builder user data is {size} bytes, over Hetzner's {USERDATA_LIMIT}-byte limit")

@@ -3,8 +3,10 @@ against the fake Hetzner Cloud API on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +31,10 @@ pytestmark = pytest.mark.cloud
 def test_bake_makes_a_labelled_snapshot_and_deletes_the_builder(
     fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path, secret_config: Path
 ) -> None:
-    args = bake_args(tmp_path, "--name", "k3os-e2e-1", "--config", str(secret_config),
+    # A config big enough that the renderer gzips the script for EC2: Hetzner gets it as plain text.
+    big = tmp_path / "big.yaml"
+    big.write_text(secret_config.read_text() + f"write_files:\n- path: /etc/blob\n  content: {blob(6000)}\n")
+    args = bake_args(tmp_path, "--name", "k3os-e2e-1", "--config", str(big),
                      "--tag", "team=platform", "--json")  # fmt: skip
     proc = run_factory(args, hz_env)
     assert proc.returncode == 0, proc.stderr
@@ -46,7 +51,9 @@ def test_bake_makes_a_labelled_snapshot_and_deletes_the_builder(
     assert fake.labelled(BAKE_LABEL, bake_id) == {"servers": [], "images": [image["id"]]}
     # the builder was a labelled cx22 in fsn1 from ubuntu-24.04, booted with the builder script
     builder = image["created_from"]["id"]
-    assert "--takeover --poweroff --no-format" in fake.world.user_data[builder]
+    user_data = fake.world.user_data[builder]
+    assert user_data.startswith("#!") and "--takeover --poweroff --no-format" in user_data
+    assert 16 * 1024 < len(user_data.encode()) <= 32 * 1024
     assert "DELETE /servers/{id}" in fake.calls
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     build = manifest["builds"][-1]
@@ -85,7 +92,13 @@ USAGE_CASES = [
     (["--server-type", "big box"], "--server-type"),
     (["--iso-sha256", "xyz"], "--iso-sha256"),
     (["--config", "@BAD@"], "no_such_key"),
+    (["--config", "@HUGE@"], "over Hetzner's 32768-byte limit"),
 ]
+
+
+def blob(size: int) -> str:
+    """``size`` random bytes, base64 (incompressible config content)."""
+    return base64.b64encode(secrets.token_bytes(size)).decode()
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +109,16 @@ def usage_runs(
     tmp = tmp_path_factory.mktemp("usage")
     bad = tmp / "bad.yaml"
     bad.write_text(f"k3os:\n  no_such_key: 1\n  password: {SECRETS[0]}\n")
+    huge = tmp / "huge.yaml"
+    huge.write_text(f"write_files:\n- path: /etc/blob\n  content: {blob(30000)}\n")
+    files = {"@BAD@": str(bad), "@HUGE@": str(huge)}
 
     def one(extra: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
         api = FakeHetznerApi(token=TOKEN)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HCLOUD_", "FACTORY_"))}
         env.update(HCLOUD_TOKEN=TOKEN, HCLOUD_ENDPOINT=api.start(), FACTORY_STATE_DIR=str(tmp / "state"))
         try:
-            args = bake_args(tmp, *[str(bad) if e == "@BAD@" else e for e in extra])
+            args = bake_args(tmp, *[files.get(e, e) for e in extra])
             return run_factory(args, env), list(api.calls)
         finally:
             api.stop()
