@@ -6,6 +6,7 @@ arguments without starting a VM.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +20,25 @@ LINK_LOCAL_METADATA_IP = "169.254.169.254"
 @dataclass(frozen=True)
 class GuestForward:
     """A ``guestfwd`` rule: TCP connections from the guest to ``guest_ip:guest_port`` reach
-    ``host_ip:host_port`` on the host."""
+    ``host_ip:host_port`` on the host.
+
+    With ``relay`` (the default) QEMU spawns ``python -m factory.qemu.relay`` for every guest
+    connection; the plain ``-tcp:HOST:PORT`` form connects once at start-up and serves only one
+    guest connection, which breaks any client making more than one request."""
 
     guest_ip: str
     guest_port: int
     host_port: int
     host_ip: str = "127.0.0.1"
+    relay: bool = True
 
     def option(self) -> str:
-        """The ``guestfwd=...`` value for ``-netdev user``."""
-        return f"guestfwd=tcp:{self.guest_ip}:{self.guest_port}-tcp:{self.host_ip}:{self.host_port}"
+        """The ``guestfwd=...`` value for ``-netdev user`` (commas in the command doubled)."""
+        rule = f"guestfwd=tcp:{self.guest_ip}:{self.guest_port}-"
+        if not self.relay:
+            return rule + f"tcp:{self.host_ip}:{self.host_port}"
+        command = f"{sys.executable} -m factory.qemu.relay {self.host_ip} {self.host_port}"
+        return rule + "cmd:" + command.replace(",", ",,")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,8 @@ def test_bake_vm_reboots_normally_and_verify_net_is_link_local(tmp_path: Path) -
     argv = qemu_argv(spec)
     netdev = _pairs(argv, "-netdev")[0]
     assert "net=169.254.0.0/16" in netdev  # QEMU rejects a 169.254.169.254 guestfwd without it
-    assert "guestfwd=tcp:169.254.169.254:80-tcp:127.0.0.1:8169" in netdev
+    relay = f"guestfwd=tcp:169.254.169.254:80-cmd:{sys.executable} -m factory.qemu.relay 127.0.0.1 8169"
+    assert relay in netdev  # one relay per guest connection
     assert _pairs(argv, "-smbios") == [
         "type=1,manufacturer=Amazon EC2,product=t3.small,serial=ec2a1b2c-3d4e-5f60-7182-93a4b5c6d7e8,"
         "uuid=ec2a1b2c-3d4e-5f60-7182-93a4b5c6d7e8"
@@ -73,6 +75,7 @@ def test_smbios_escapes_commas_and_direct_kernel_args(tmp_path: Path) -> None:
 
 
 def test_guest_forward_option() -> None:
-    assert GuestForward("10.0.2.100", 80, 8080).option() == "guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080"
+    once = GuestForward("10.0.2.100", 80, 8080, relay=False)
+    assert once.option() == "guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080"
     assert UserNet(link_local=True).host_address == "169.254.0.2"
     assert UserNet().host_address == "10.0.2.2"
