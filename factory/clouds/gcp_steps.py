@@ -207,9 +207,10 @@ class GcpBake:
 
         def serial_tail() -> str:
             try:
-                out = self.clients.instances().get_serial_port_output(
+                request = compute_v1.GetSerialPortOutputInstanceRequest(
                     project=self.clients.project, zone=self.zone, instance=self.instance, port=1
                 )
+                out = self.clients.instances().get_serial_port_output(request=request)
             except gexc.GoogleAPICallError as exc:
                 return f"no serial port output ({exc.code})"
             lines = [ln for ln in (out.contents or "").splitlines() if ln.strip()][-15:]

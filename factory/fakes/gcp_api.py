@@ -407,21 +407,30 @@ class FakeGcp:
 
 
 def write_service_account_file(
-    path: Path, fake: FakeGcp | None = None, project: str = "fake-project", email: str = ""
+    path: Path,
+    fake: FakeGcp | None = None,
+    project: str = "fake-project",
+    email: str = "",
+    private_key_pem: bytes | None = None,
 ) -> dict[str, Any]:
     """Write a service-account key file whose ``token_uri`` is the fake's; register its key with it.
 
-    The key is freshly generated (never a real credential). Returns the JSON written.
+    The key is generated here (never a real credential) unless ``private_key_pem`` is given (tests
+    reuse one key to save time). Returns the JSON written.
     """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     email = email or f"baker@{project}.iam.gserviceaccount.com"
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public = key.public_key().public_bytes(
+    if private_key_pem is None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    else:
+        pem = private_key_pem
+    loaded = serialization.load_pem_private_key(pem, password=None)
+    public = loaded.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     info = {

@@ -1,0 +1,153 @@
+"""Fixtures for the gcp tests: the fake Compute Engine API (:mod:`factory.fakes.gcp_api`) on loopback,
+a service-account key file trusted by it (real ADC flow: the SDK signs JWTs, the fake verifies them),
+and a runner for the real ``factory`` console script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from factory.fakes.gcp_api import FakeGcp, write_service_account_file
+from factory.fakes.gcp_model import Model
+
+FACTORY = shutil.which("factory", path=str(Path(sys.executable).parent)) or "factory"
+BAKE_LABEL = "k3os-factory-bake-id"
+STATE_LABEL = "k3os-factory-state"
+ISO_SHA = "a" * 64
+PROJECT = "fake-project"
+SECRETS = ("Pa55-w0rd-XYZZY", "K10-t0ken-PLUGH", "w1f1-PASSPHRASE-frotz")
+
+
+@pytest.fixture(scope="session")
+def sa_key() -> bytes:
+    """One throwaway RSA key (PEM) for the session's service-account files (keygen is slow)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def make_env(fake: FakeGcp, directory: Path, key_pem: bytes) -> dict[str, str]:
+    """Environment for a ``factory`` subprocess: ADC from a key file the fake trusts, its endpoint."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / "sa.json"
+    write_service_account_file(key, fake, PROJECT, private_key_pem=key_pem)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GOOGLE_", "CLOUDSDK_", "FACTORY_", "GCE_")) and k != "NO_GCE_CHECK"
+    }
+    env.update(
+        GOOGLE_APPLICATION_CREDENTIALS=str(key),
+        FACTORY_GCP_ENDPOINT=fake.url,
+        FACTORY_STATE_DIR=str(directory / "state"),
+        FACTORY_POLL_SECONDS="0.1",
+        NO_GCE_CHECK="true",
+        HOME=str(directory),
+        CLOUDSDK_CONFIG=str(directory / "gcloud"),
+    )
+    return env
+
+
+def new_fake() -> FakeGcp:
+    """A started fake: operations finish after 2 polls, the builder powers off after 3 GETs."""
+    return FakeGcp(model=Model(project=PROJECT, op_polls=2, poweroff_after=3)).start()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGcp]:
+    """A fresh fake API for one test."""
+    api = new_fake()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def factory_env(fake: FakeGcp, tmp_path: Path, sa_key: bytes) -> dict[str, str]:
+    """The environment of :func:`make_env` for the test's fake."""
+    return make_env(fake, tmp_path, sa_key)
+
+
+@pytest.fixture
+def secret_config(tmp_path: Path) -> Path:
+    """A valid k3OS config with a password, a token and a wifi passphrase."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "hostname: baked\n"
+        "k3os:\n"
+        f"  password: {SECRETS[0]}\n"
+        f"  token: {SECRETS[1]}\n"
+        "  wifi:\n"
+        f"    - name: home\n      passphrase: {SECRETS[2]}\n"
+    )
+    return path
+
+
+def bake_args(tmp_path: Path, *extra: str) -> list[str]:
+    """A ``factory bake gcp`` command line with the ISO options and a per-test manifest."""
+    return [
+        FACTORY, "bake", "gcp",
+        "--iso-url", "https://example.invalid/k3os.iso",
+        "--iso-sha256", ISO_SHA,
+        "--manifest", str(tmp_path / "manifest.json"),
+        *extra,
+    ]  # fmt: skip
+
+
+def run_factory(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the console script to completion."""
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def labelled(fake: FakeGcp, bake_id: str | None = None) -> dict[str, list[str]]:
+    """Resources of the fake project carrying the bake-id label (any bake, or the given one)."""
+
+    def hit(labels: dict[str, str]) -> bool:
+        return BAKE_LABEL in labels and (bake_id is None or labels[BAKE_LABEL] == bake_id)
+
+    m = fake.model
+    with m.lock:
+        return {
+            "instances": [n for (_, n), r in m.instances.items() if hit(r["labels"])],
+            "disks": [n for (_, n), r in m.disks.items() if hit(r["labels"])],
+            "images": [n for (p, n), r in m.images.items() if p == PROJECT and hit(r["labels"])],
+        }
+
+
+NOTHING: dict[str, list[str]] = {"instances": [], "disks": [], "images": []}
+
+
+def interrupt_when(
+    args: list[str], env: dict[str, str], marker: str, sig: signal.Signals, timeout: float = 60
+) -> tuple[int, str, str]:
+    """Start the console script, send ``sig`` once ``marker`` shows on stderr, return (rc, out, err)."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and proc.stdout is not None
+    err_lines: list[str] = []
+    sent = False
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        err_lines.append(line)
+        if not sent and marker in line:
+            proc.send_signal(sig)
+            sent = True
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+    out = proc.stdout.read()
+    rc = proc.wait(timeout=timeout)
+    assert sent, "marker never printed:\n" + "".join(err_lines)
+    return rc, out, "".join(err_lines)
