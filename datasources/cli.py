@@ -11,8 +11,12 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from datasources.output import DEFAULT_OUTPUT
+
+if TYPE_CHECKING:
+    from datasources.plugins import ProviderTable
 
 EXIT_DETECTED = 0
 EXIT_NONE = 1
@@ -138,6 +142,21 @@ def _data_sources_of(config: object) -> list[str]:
     return [str(s) for s in sources if str(s).strip()]
 
 
+def _known_only(names: list[str], table: ProviderTable) -> list[str]:
+    """The names of ``k3os.data_sources`` that some plugin provides; the others are logged.
+
+    A name the node does not know (a typo, a provider from a newer release) must not keep it
+    from its userdata: unlike a name on the command line it is skipped, not a usage error.
+    """
+    known = [n for n in names if table.resolve(n) is not None]
+    for name in names:
+        if name not in known:
+            sys.stderr.write(f"datasources: k3os.data_sources names unknown provider {name!r}: skipped\n")
+    if not known:
+        sys.stderr.write("datasources: no known provider in k3os.data_sources; using the default order\n")
+    return known
+
+
 def _cmd_list() -> int:
     from datasources.plugins import get_plugin_manager, plugin_of, provider_table
 
@@ -157,6 +176,8 @@ def _cmd_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     names: list[str] = list(args.providers) or configured_order(env)
     pm = get_plugin_manager(load_entrypoints=needs_entrypoints(names), env=env)
+    if names and not args.providers:
+        names = _known_only(names, provider_table(pm))
     if not names:
         names = provider_table(pm).names()
     try:
@@ -167,7 +188,8 @@ def _cmd_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         files = write_output(args.output, result.metadata)
     except OSError as exc:
-        sys.stderr.write(f"datasources: error: cannot write {args.output}: {exc.strerror or exc}\n")
+        where = exc.filename or args.output
+        sys.stderr.write(f"datasources: error: cannot write {where}: {exc.strerror or exc}\n")
         return EXIT_NONE
     if result.metadata is None:
         sys.stderr.write("datasources: no provider detected\n")

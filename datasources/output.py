@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from datasources.model import Metadata
 
@@ -85,24 +85,51 @@ def _fsync_dir(path: str) -> None:
 def write_output(output_dir: str, md: Metadata | None) -> list[str]:
     """Write ``md``'s files into ``output_dir`` and remove our stale ones.
 
-    With ``md`` None (nothing detected) every file of an earlier run is removed.
+    With ``md`` None (nothing detected) every file of an earlier run is removed. When a file
+    cannot be written, every file of ours is removed before the error is raised, so the
+    directory never mixes this run's files with an earlier run's.
 
     :return: the relative paths written, in write order.
-    :raises OSError: the directory or a file cannot be written.
+    :raises OSError: the directory or a file cannot be written (``filename`` names it).
     """
-    os.makedirs(output_dir, mode=0o755, exist_ok=True)
+    try:
+        os.makedirs(output_dir, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, output_dir) from None
     written: list[str] = []
     for rel, content in planned_files(md) if md is not None else ():
         path = os.path.join(output_dir, rel)
-        if rel.startswith(SSH_DIR + "/"):
-            ssh_dir = os.path.join(output_dir, SSH_DIR)
-            os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
-            os.chmod(ssh_dir, 0o700)
-        write_atomic(path, content, 0o600 if rel in _SECRET_FILES else 0o644)
+        try:
+            if rel.startswith(SSH_DIR + "/"):
+                ssh_dir = os.path.join(output_dir, SSH_DIR)
+                os.makedirs(ssh_dir, mode=0o700, exist_ok=True)
+                os.chmod(ssh_dir, 0o700)
+            write_atomic(path, content, 0o600 if rel in _SECRET_FILES else 0o644)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                _remove_ours(output_dir, keep=())
+            raise OSError(exc.errno, exc.strerror, path) from None
         written.append(rel)
-    for rel in KNOWN_FILES:
-        if rel not in written:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(output_dir, rel))
+    _remove_ours(output_dir, keep=written)
     _fsync_dir(output_dir)
     return written
+
+
+def _remove_ours(output_dir: str, keep: Sequence[str]) -> None:
+    """Remove every file of :data:`KNOWN_FILES` in ``output_dir`` except ``keep``.
+
+    :raises OSError: a file exists but cannot be removed (``filename`` names it).
+    """
+    errors: list[OSError] = []
+    for rel in KNOWN_FILES:
+        if rel in keep:
+            continue
+        path = os.path.join(output_dir, rel)
+        try:
+            os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            errors.append(OSError(exc.errno, exc.strerror, path))
+    if errors:
+        raise errors[0]

@@ -21,7 +21,10 @@ def decode_userdata(raw: bytes | None, limit: int = MAX_USERDATA) -> bytes | Non
     Decompression is streamed with ``max_length`` so a compression bomb never holds more than
     ``limit`` bytes plus one chunk in memory.
 
-    :raises UserdataError: corrupt gzip, or more than ``limit`` bytes once decompressed.
+    Gzip inside gzip is refused rather than written: k3OS would take the still-compressed bytes
+    (they hold NULs) for a binary script, and nesting is how compression bombs multiply.
+
+    :raises UserdataError: corrupt or nested gzip, or more than ``limit`` bytes once decompressed.
     """
     if not raw:
         return None
@@ -30,6 +33,8 @@ def decode_userdata(raw: bytes | None, limit: int = MAX_USERDATA) -> bytes | Non
             raise UserdataError(f"userdata larger than {limit} bytes")
         return raw
     data = _gunzip(raw, limit)
+    if data[:2] == GZIP_MAGIC:
+        raise UserdataError("gzip userdata that holds gzip again (decompress it once before uploading)")
     return data or None
 
 

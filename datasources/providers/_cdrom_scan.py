@@ -107,10 +107,10 @@ def probe_device(path: str, log: Callable[[str], None]) -> Seed | None:
         with DeviceReader(path) as dev:
             found = read_volume_label(dev)
     except OSError as exc:
-        log(f"cdrom: {path}: unreadable, skipped ({exc.strerror or exc})")
+        log(f"{path}: unreadable, skipped ({exc.strerror or exc})")
         return None
     except _CORRUPTION as exc:
-        log(f"cdrom: {path}: skipped ({exc})")
+        log(f"{path}: skipped ({exc})")
         return None
     if found is None:
         return None
@@ -163,7 +163,7 @@ def find_seeds(devices: list[str], deadline: float, log: Callable[[str], None]) 
     seeds: list[Seed] = []
     for index, path in enumerate(devices):
         if time.monotonic() >= deadline:
-            log(f"cdrom: deadline reached after {index} of {len(devices)} devices")
+            log(f"deadline reached after {index} of {len(devices)} devices")
             break
         seed = probe_device(path, log)
         if seed is not None:

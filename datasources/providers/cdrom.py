@@ -59,10 +59,10 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
         try:
             metadata = read_seed(seed)
         except ProviderError as exc:
-            ctx.log(f"cdrom: {exc}")
+            ctx.log(str(exc))
             errors.append(str(exc))
             continue
         if errors:
-            ctx.log(f"cdrom: using {seed.path} after {len(errors)} unreadable labelled volume(s)")
+            ctx.log(f"using {seed.path} after {len(errors)} unreadable labelled volume(s)")
         return metadata
     raise ProviderError(errors[0] if len(errors) == 1 else f"{errors[0]} (and {len(errors) - 1} more)")

@@ -162,5 +162,5 @@ def decode_userdata(attributes: dict[str, Any], log: Callable[[str], None]) -> b
         except (binascii.Error, ValueError):
             raise ProviderError("user-data is marked base64 but is not valid base64") from None
     if encoding:
-        log(f"{NAME}: ignoring unknown user-data-encoding {encoding[:40]!r}; using user-data as is")
+        log(f"ignoring unknown user-data-encoding {encoding[:40]!r}; using user-data as is")
     return svc.utf8(raw)

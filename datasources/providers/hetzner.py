@@ -56,7 +56,7 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
     instance_id = svc.text(doc.get("instance-id"))
     serial = ctx.dmi.product_serial.strip()
     if dmi_names_hetzner(ctx.dmi) and serial and instance_id and serial != instance_id:
-        ctx.log(f"{NAME}: DMI serial {serial[:40]!r} differs from instance-id {instance_id!r}")
+        ctx.log(f"DMI serial {serial[:40]!r} differs from instance-id {instance_id!r}")
     hostname = svc.text(doc.get("hostname"))
     return Metadata(
         provider=NAME,

@@ -108,7 +108,7 @@ def ec2_addresses(service: svc.MetadataService, ctx: FetchContext) -> tuple[str 
         try:
             resp = service.get(path)
         except (NotDetected, ProviderError) as exc:
-            ctx.log(f"{NAME}: {exc}; continuing without {leaf}")
+            ctx.log(f"{exc}; continuing without {leaf}")
             found.append(None)
             continue
         found.append(svc.ipv4(resp.text()) if resp.ok else None)

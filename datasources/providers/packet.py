@@ -57,7 +57,7 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
         raise ProviderError(f"metadata service reported an error: {str(doc['error'])[:200]}")
     userdata = svc.body_unless_missing(service.get(USERDATA_PATH), USERDATA_PATH)
     if userdata is not None and userdata.lstrip().startswith(b"#!ipxe"):
-        ctx.log(f"{NAME}: ignoring #!ipxe userdata (it is an iPXE script, not node configuration)")
+        ctx.log("ignoring #!ipxe userdata (it is an iPXE script, not node configuration)")
         userdata = None
     hostname = svc.text(doc.get("hostname"))
     public_ipv4, local_ipv4 = addresses(doc.get("network"))
