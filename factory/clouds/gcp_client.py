@@ -74,7 +74,7 @@ def credentials_error(exc: BaseException) -> UsageError | None:
         )
     if isinstance(exc, google.auth.exceptions.RefreshError):
         return UsageError(f"GCP credentials could not be refreshed: {exc}")
-    if isinstance(exc, gexc.Unauthenticated):
+    if isinstance(exc, gexc.Unauthorized):
         return UsageError(f"GCP credentials rejected (401): {exc.message}")
     if isinstance(exc, gexc.Forbidden) and not reasons(exc) & RATE_REASONS:
         return UsageError(f"GCP permission denied (403): {exc.message}")
