@@ -317,6 +317,7 @@ class FakeGcp:
 
     def _page(self, rows: list[dict[str, Any]], req: Parsed, kind: str) -> dict[str, Any]:
         flt = req.query.get("filter", "")
+        _matches({}, flt)  # a bad expression is a 400 even when nothing would be listed
         rows = [r for r in rows if _matches(r.get("labels", {}), flt)]
         size = int(req.query.get("maxResults") or 500)
         start = int(req.query.get("pageToken") or 0)
@@ -381,6 +382,7 @@ class FakeGcp:
     ) -> dict[str, Any]:
         self.model.check_project(req.parts[0])
         flt = req.query.get("filter", "")
+        _matches({}, flt)
         items: dict[str, Any] = {}
         for zone in ZONES:
             found = [

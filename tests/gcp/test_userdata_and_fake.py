@@ -1,0 +1,58 @@
+"""The pieces under the end-to-end runs: the metadata items cloud-init reads, the label mapping, and
+the fake API's wire behaviour (auth, error documents) as seen by plain HTTP."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import urllib.error
+import urllib.request
+
+from factory.clouds.gcp_client import BAKE_ID_LABEL, STATE_LABEL, base_labels
+from factory.clouds.gcp_steps import userdata_items
+from factory.fakes.gcp_api import FakeGcp
+from image_base.builder import BuilderSpec, render_builder_userdata
+
+
+def test_plain_userdata_is_text() -> None:
+    data = render_builder_userdata(BuilderSpec("https://example.invalid/k.iso", "b" * 64, "hostname: x\n"))
+    items = userdata_items(data)
+    assert [(i.key, i.value) for i in items] == [("user-data", data.decode())]
+
+
+def test_gzip_userdata_is_base64_with_encoding() -> None:
+    packed = gzip.compress(b"#!/bin/bash\necho hi\n")
+    items = {i.key: i.value for i in userdata_items(packed)}
+    assert items["user-data-encoding"] == "base64"
+    assert base64.b64decode(items["user-data"]) == packed
+
+
+def test_labels_use_gce_key_syntax() -> None:
+    labels = base_labels("3f2a0000-0000-4000-8000-000000000000", {"team": "x"}, "pending")
+    assert BAKE_ID_LABEL == "k3os-factory-bake-id" and STATE_LABEL == "k3os-factory-state"
+    assert labels[BAKE_ID_LABEL].startswith("3f2a") and labels["k3os-factory-created"].isdigit()
+    assert all(":" not in key for key in labels)
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_fake_requires_valid_credentials() -> None:
+    with FakeGcp() as fake:
+        url = f"{fake.url}/compute/v1/projects/fake-project"
+        status, doc = _get(url)
+        assert status == 401 and doc["error"]["status"] == "UNAUTHENTICATED"  # type: ignore[index]
+        status, doc = _get(url, "not.a.jwt")
+        assert status == 401 and doc["error"]["errors"][0]["reason"] == "authError"  # type: ignore[index]
+        fake.require_auth = False
+        status, doc = _get(f"{fake.url}/compute/v1/projects/fake-project/global/images/nope")
+        assert status == 404 and doc["error"]["errors"][0]["reason"] == "notFound"  # type: ignore[index]
+        status, doc = _get(f"{fake.url}/compute/v1/projects/fake-project/global/images?filter=name%3Dx")
+        assert status == 400 and "filter" in str(doc)
