@@ -19,6 +19,8 @@ from datasources.model import FetchContext, NotDetected, ProviderError
 
 # Transport failures where nothing HTTP came back: the service may simply not be there.
 _SILENT_KINDS = frozenset({"refused", "unreachable", "timeout", "dns", "reset"})
+# GCP's metadata server (also reachable at 169.254.169.254) marks every answer with this.
+_GCP_FLAVOR = ("metadata-flavor", "google")
 
 
 def describe_transport_error(exc: http.TransportError) -> str:
@@ -66,14 +68,43 @@ class MetadataService:
         self.answered = True
         return resp
 
+    def not_this_cloud(self, why: str) -> NotDetected | ProviderError:
+        """:class:`NotDetected`, or :class:`ProviderError` when DMI names this cloud."""
+        if self.claimed:
+            return ProviderError(f"{why} (DMI names this cloud)")
+        return NotDetected(why)
+
+    def probe(self, path: str, cloud: str) -> bytes:
+        """GET the provider's native path (its first request): the body of a 2xx answer.
+
+        Other clouds share the address 169.254.169.254 and answer a path they do not serve with
+        a 4xx: 404, or 401/403 from AWS IMDS when tokens are required or the endpoint is off.
+        That, or an answer marked as GCP's, is "not this cloud" (unless DMI names ``cloud``).
+        A 5xx or 429 that outlasted the retries is "this cloud, but it failed".
+
+        :raises NotDetected: see above.
+        :raises ProviderError: no 2xx answer for another reason.
+        """
+        return self.first_answer(self.get(path), path, cloud)
+
+    def first_answer(self, resp: http.Response, path: str, cloud: str) -> bytes:
+        """Judge the answer to the native path as :meth:`probe` does (for callers that GET it)."""
+        if resp.headers.get(_GCP_FLAVOR[0], "").strip().lower() == _GCP_FLAVOR[1]:
+            raise self.not_this_cloud(f"GET {path}: answered by GCP's metadata server")
+        if 400 <= resp.status < 500 and resp.status != 429:
+            raise self.not_this_cloud(f"GET {path}: HTTP {resp.status} (no {cloud} metadata)")
+        return require_ok(resp, path)
+
+    def fetch_json(self, path: str, cloud: str, what: str) -> dict[str, Any]:
+        """:meth:`probe` ``path`` and parse the answer as a JSON object (``what`` names it in errors)."""
+        return parse_json_object(self.probe(path, cloud), what)
+
     def transport_failure(self, path: str, exc: http.TransportError) -> NotDetected | ProviderError:
         """The exception a transport failure on ``path`` stands for at this point of the fetch."""
         what = describe_transport_error(exc)
         if self.answered or exc.kind not in _SILENT_KINDS:
             return ProviderError(f"GET {path}: {what}")
-        if self.claimed:
-            return ProviderError(f"GET {path}: {what} (DMI names this cloud)")
-        return NotDetected(f"GET {path}: {what}")
+        return self.not_this_cloud(f"GET {path}: {what}")
 
 
 def status_error(resp: http.Response, path: str) -> ProviderError:

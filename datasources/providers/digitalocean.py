@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from datasources import hookimpl
-from datasources.model import Dmi, FetchContext, Metadata, NotDetected, ProviderError, ProviderInfo
+from datasources.model import Dmi, FetchContext, Metadata, ProviderError, ProviderInfo
 from datasources.providers import _metadata_service as svc
 
 NAME = "digitalocean"
@@ -42,11 +42,7 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
     if provider != NAME:
         return None
     service = svc.MetadataService(ctx, claimed=dmi_names_digitalocean(ctx.dmi))
-    resp = service.get(DOCUMENT_PATH)
-    if resp.status == 404:
-        raise NotDetected(f"GET {DOCUMENT_PATH}: HTTP 404 (no DigitalOcean metadata)")
-    doc = svc.parse_json_object(svc.require_ok(resp, DOCUMENT_PATH), "v1.json")
-    return metadata_from_document(doc)
+    return metadata_from_document(service.fetch_json(DOCUMENT_PATH, "DigitalOcean", "v1.json"))
 
 
 def metadata_from_document(doc: dict[str, Any]) -> Metadata:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from datasources import hookimpl
-from datasources.model import Dmi, FetchContext, Metadata, NotDetected, ProviderError, ProviderInfo
+from datasources.model import Dmi, FetchContext, Metadata, ProviderError, ProviderInfo
 from datasources.providers import _metadata_service as svc
 
 NAME = "hetzner"
@@ -48,10 +48,7 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
     if provider != NAME:
         return None
     service = svc.MetadataService(ctx, claimed=dmi_names_hetzner(ctx.dmi))
-    resp = service.get(METADATA_PATH)
-    if resp.status == 404:
-        raise NotDetected(f"GET {METADATA_PATH}: HTTP 404 (no Hetzner metadata)")
-    doc = parse_yaml_mapping(svc.require_ok(resp, METADATA_PATH))
+    doc = parse_yaml_mapping(service.probe(METADATA_PATH, "Hetzner"))
     userdata = svc.body_unless_missing(service.get(USERDATA_PATH), USERDATA_PATH)
     instance_id = svc.text(doc.get("instance-id"))
     serial = ctx.dmi.product_serial.strip()

@@ -69,10 +69,7 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
     if provider != NAME:
         return None
     service = svc.MetadataService(ctx, claimed=dmi_names_openstack(ctx.dmi))
-    resp = service.get(VERSIONS_PATH)
-    if resp.status == 404:
-        raise NotDetected(f"GET {VERSIONS_PATH}: HTTP 404 (no OpenStack metadata tree)")
-    version = choose_version(svc.require_ok(resp, VERSIONS_PATH))
+    version = choose_version(service.probe(VERSIONS_PATH, "OpenStack"))
     meta_path = f"/openstack/{version}/meta_data.json"
     meta = svc.parse_json_object(svc.require_ok(service.get(meta_path), meta_path), "meta_data.json")
     userdata_path = f"/openstack/{version}/user_data"

@@ -50,9 +50,9 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
     resp = service.get(METADATA_PATH)
     if resp.status == 406:
         raise ProviderError(f"GET {METADATA_PATH}: HTTP 406 Not Acceptable despite Accept: */*")
-    if 400 <= resp.status < 500:
+    if 400 <= resp.status < 500 and resp.status != 429:
         raise NotDetected(f"GET {METADATA_PATH}: HTTP {resp.status}{service_error(resp.body)}")
-    doc = svc.parse_json_object(svc.require_ok(resp, METADATA_PATH), "metadata")
+    doc = svc.parse_json_object(service.first_answer(resp, METADATA_PATH, "Equinix Metal"), "metadata")
     if "error" in doc:
         raise ProviderError(f"metadata service reported an error: {str(doc['error'])[:200]}")
     userdata = svc.body_unless_missing(service.get(USERDATA_PATH), USERDATA_PATH)

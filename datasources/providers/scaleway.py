@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from datasources import hookimpl, http
-from datasources.model import Dmi, FetchContext, Metadata, NotDetected, ProviderError, ProviderInfo
+from datasources.model import Dmi, FetchContext, Metadata, ProviderError, ProviderInfo
 from datasources.providers import _metadata_service as svc
 
 NAME = "scaleway"
@@ -56,10 +56,7 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
     if provider != NAME:
         return None
     service = svc.MetadataService(ctx, claimed=dmi_names_scaleway(ctx.dmi))
-    resp = service.get(CONF_PATH)
-    if resp.status == 404:
-        raise NotDetected(f"GET {CONF_PATH}: HTTP 404 (no Scaleway metadata)")
-    conf = svc.parse_json_object(svc.require_ok(resp, CONF_PATH), "conf")
+    conf = service.fetch_json(CONF_PATH, "Scaleway", "conf")
     userdata = fetch_userdata(service)
     return metadata_from_conf(conf, userdata)
 

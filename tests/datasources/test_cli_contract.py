@@ -165,3 +165,50 @@ def test_failed_write_names_the_file_and_leaves_no_mix_of_runs(
     left = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert left == [], "neither the new provider file nor the old run's hostname/keys may stay"
     assert not list(out.rglob(".*tmp*"))
+
+
+NETWORK = ("aws", "gcp", "openstack", "packet", "scaleway", "vultr", "hetzner", "digitalocean")
+
+
+@pytest.mark.parametrize(
+    ("emulator", "options"),
+    [
+        ("aws", {}),
+        ("aws", {"imds": "required"}),
+        ("aws", {"imds": "disabled"}),
+        ("gcp", {}),
+        ("openstack", {}),
+        ("packet", {}),
+        ("scaleway", {}),
+        ("vultr", {}),
+        ("hetzner", {}),
+        ("digitalocean", {}),
+    ],
+)
+def test_another_clouds_metadata_server_is_not_this_cloud(
+    emulator: str, options: dict[str, str], emulators: StartEmulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Most clouds share 169.254.169.254: a provider that meets another cloud's server (404s,
+    # IMDSv2's 401, a disabled IMDS's 403, GCP's 403 without its header) must say "absent",
+    # never "error (this cloud, but ...)".
+    emu = emulators(emulator, userdata=b"#cloud-config\n", **options)
+    others = [p for p in NETWORK if p != emulator]
+    env = {**base_env, **{url_env(p): emu.url for p in others}}
+    run = run_cli("fetch", *others, "--output", str(tmp_path / "o"), "--json", env=env)
+    attempts = json.loads(run.stdout)["attempts"]
+    wrong = [(a["provider"], a["outcome"], a["detail"]) for a in attempts if a["outcome"] != "absent"]
+    assert not wrong
+    assert run.returncode == 1
+
+
+def test_a_4xx_on_the_native_path_is_an_error_when_dmi_names_the_cloud(
+    emulators: StartEmulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    aws = emulators("aws", imds="required")  # answers 401 to /hetzner/v1/metadata
+    dmi = Path(base_env["DATASOURCES_DMI_DIR"])
+    (dmi / "sys_vendor").write_text("Hetzner\n")
+    env = {**base_env, url_env("hetzner"): aws.url}
+    run = run_cli("fetch", "hetzner", "--output", str(tmp_path / "o"), "--json", env=env)
+    attempt = json.loads(run.stdout)["attempts"][0]
+    assert (attempt["outcome"], run.returncode) == ("error", 1)
+    assert "HTTP 401" in attempt["detail"] and "DMI names this cloud" in attempt["detail"]
