@@ -25,6 +25,14 @@ _SERVER_TYPE = re.compile(r"^[a-z]{2,6}[0-9]{1,4}[a-z]*$")
 ORDER = ("server", "image")
 
 
+def _poll_seconds() -> float:
+    """Poll interval outside a bake (gc): ``$FACTORY_POLL_SECONDS`` as for bakes, else 2 s."""
+    try:
+        return max(0.05, float(os.environ.get("FACTORY_POLL_SECONDS") or 2.0))
+    except ValueError:
+        return 2.0
+
+
 def _age(created: Any) -> float:
     if isinstance(created, datetime):
         return max(0.0, time.time() - created.timestamp())
@@ -196,7 +204,7 @@ class HetznerBackend(CloudBackend):
         for item in sorted(items, key=lambda i: ORDER.index(i.kind)):
             try:
                 if item.kind == "server":
-                    hc.delete_server(client, int(item.id), 600.0, 1.0)
+                    hc.delete_server(client, int(item.id), 600.0, _poll_seconds())
                 else:
                     hc.delete_image(client, int(item.id))
             except Exception as exc:

@@ -6,6 +6,7 @@ the API returned its id (see :mod:`factory.pipeline`)."""
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,9 @@ from factory.journal import Resource
 from factory.pipeline import STATE_COMPLETE, STATE_PENDING, BakeContext, Step, StepFailed
 
 CLEANUP_WAIT_S = 600.0
+LOCKED_RETRY_S = 120.0
+#: errors after which the API certainly did not start the action (safe to call again)
+NOT_DONE_CODES = frozenset({"locked", "rate_limit_exceeded", "conflict"})
 HCLOUD_ARCH = {"amd64": "x86", "arm64": "arm"}
 
 
@@ -207,23 +211,36 @@ class HetznerBake:
         """Snapshot the stopped builder with labels (state pending); on an error, adopt a snapshot that
         the API made anyway (found by the bake-id label) instead of making a second one."""
         labels = self._labels(ctx, STATE_PENDING)
-        try:
-            response = self.client.servers.create_image(
-                Server(id=self.server_id), description=self.description, type="snapshot", labels=labels
-            )
-        except APIException as exc:
-            made = self.client.images.get_all(
-                type=["snapshot"], label_selector=f"{hc.BAKE_ID_LABEL}={ctx.bake_id}"
-            )
-            if not made:
-                raise
-            ctx.log(
-                "create-image", f"create_image answered {hc.describe(exc)}, but snapshot {made[0].id} exists"
-            )
-            self._register_image(ctx, hc.rid(made[0].id))
-            return
+        deadline = time.monotonic() + LOCKED_RETRY_S
+        while True:
+            try:
+                response = self.client.servers.create_image(
+                    Server(id=self.server_id), description=self.description, type="snapshot", labels=labels
+                )
+                break
+            except APIException as exc:
+                if hc.error_code(exc) in NOT_DONE_CODES and time.monotonic() < deadline:
+                    ctx.log("create-image", f"{hc.describe(exc)}; trying again")  # nothing was started
+                    ctx.cancelled.wait(max(ctx.poll_interval, 0.1))
+                    ctx.check_cancelled()
+                    continue
+                made = self._adopt_snapshot(ctx, exc)
+                if not made:
+                    raise
+                return
         self._register_image(ctx, hc.rid(response.image.id))
         self.actions["create_image"] = hc.rid(response.action.id)
+
+    def _adopt_snapshot(self, ctx: BakeContext, exc: APIException) -> bool:
+        """After a create_image error: register a snapshot the API made anyway (found by bake id)."""
+        made = self.client.images.get_all(
+            type=["snapshot"], label_selector=f"{hc.BAKE_ID_LABEL}={ctx.bake_id}"
+        )
+        if not made:
+            return False
+        ctx.log("create-image", f"create_image answered {hc.describe(exc)}, but snapshot {made[0].id} exists")
+        self._register_image(ctx, hc.rid(made[0].id))
+        return True
 
     def _register_image(self, ctx: BakeContext, image_id: int) -> None:
         self.image_id = image_id

@@ -39,12 +39,14 @@ Handler = Callable[["Call"], tuple[int, Any]]
 @dataclass
 class Fault:
     """Answer a route with Hetzner error ``code``: skip the first ``after`` calls, then fail ``times``
-    calls (negative: every call)."""
+    calls (negative: every call). With ``done_anyway`` the call takes effect before the error is
+    answered (the API's "service_error, yet the snapshot exists" case)."""
 
     code: str
     times: int = -1
     after: int = 0
     hits: int = 0
+    done_anyway: bool = False
 
 
 @dataclass
@@ -75,11 +77,19 @@ class FakeHetznerApi:
     _server: http.server.ThreadingHTTPServer | None = None
 
     # -- test controls ---------------------------------------------------------------------------
-    def fail(self, route: str, code: str = "service_error", *, times: int = -1, after: int = 0) -> Fault:
+    def fail(
+        self,
+        route: str,
+        code: str = "service_error",
+        *,
+        times: int = -1,
+        after: int = 0,
+        done_anyway: bool = False,
+    ) -> Fault:
         """Make ``route`` (e.g. ``"POST /servers/{id}/actions/create_image"``) answer error ``code``."""
         if code not in ERROR_STATUS:
             raise ValueError(f"unknown Hetzner error code {code!r}")
-        fault = Fault(code, times, after)
+        fault = Fault(code, times, after, done_anyway=done_anyway)
         with self.lock:
             self.faults[route] = fault
         return fault
@@ -156,10 +166,14 @@ class FakeHetznerApi:
                 if fault is not None:
                     if fault.after > 0:
                         fault.after -= 1
+                        fault = None
                     elif fault.times != 0:
                         fault.times -= 1
                         fault.hits += 1
-                        raise ApiError(fault.code, f"injected {fault.code} for {route}")
+                        if not fault.done_anyway:
+                            raise ApiError(fault.code, f"injected {fault.code} for {route}")
+                    else:
+                        fault = None
                 try:
                     body = json.loads(raw_body) if raw_body else None
                 except ValueError:
@@ -167,7 +181,10 @@ class FakeHetznerApi:
                 query = urllib.parse.parse_qs(parsed.query)
                 if method == "GET":
                     self.world.tick()
-                return handler(Call(method, route, ids, query, body))
+                answer = handler(Call(method, route, ids, query, body))
+                if fault is not None:  # done_anyway: the work happened, the answer is an error
+                    raise ApiError(fault.code, f"injected {fault.code} for {route} (after doing it)")
+                return answer
             except ApiError as exc:
                 return exc.status, {
                     "error": {"code": exc.code, "message": exc.message, "details": exc.details}

@@ -4,6 +4,7 @@ own fake API) to keep the suite fast; each case is still its own test."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ import pytest
 
 from factory.fakes.hetzner_api import FakeHetznerApi
 from factory.fakes.hetzner_state import World
-from tests.hetzner.conftest import BAKE_LABEL, TOKEN, bake_args, run_factory
+from tests.hetzner.conftest import BAKE_LABEL, STATE_LABEL, TOKEN, bake_args, run_factory
 
 pytestmark = pytest.mark.cloud
 
@@ -105,3 +106,23 @@ def test_a_failing_cleanup_is_named_in_the_error(
     server = fake.labelled(BAKE_LABEL)["servers"]
     assert len(server) == 1 and f"could not remove: server {server[0]}" in last
     assert "factory gc hetzner" in last
+
+
+def test_locked_create_image_is_retried(fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path) -> None:
+    fault = fake.fail("POST /servers/{id}/actions/create_image", "locked", times=2)
+    proc = run_factory(bake_args(tmp_path, "--json"), hz_env)
+    assert proc.returncode == 0, proc.stderr
+    assert fault.hits == 2 and proc.stderr.count("trying again") == 2
+    assert len([i for i in fake.world.images.values() if i["type"] == "snapshot"]) == 1
+
+
+def test_a_snapshot_made_despite_an_error_is_adopted_not_duplicated(
+    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+) -> None:
+    fault = fake.fail("POST /servers/{id}/actions/create_image", "service_error", times=1, done_anyway=True)
+    proc = run_factory(bake_args(tmp_path, "--json"), hz_env)
+    assert proc.returncode == 0, proc.stderr
+    assert fault.hits == 1 and "but snapshot" in proc.stderr
+    snapshots = [i for i in fake.world.images.values() if i["type"] == "snapshot"]
+    assert len(snapshots) == 1 and snapshots[0]["labels"][STATE_LABEL] == "complete"
+    assert json.loads(proc.stdout)["artifacts"][0]["image_id"] == str(snapshots[0]["id"])
