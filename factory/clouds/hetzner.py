@@ -182,19 +182,20 @@ class HetznerBackend(CloudBackend):
         skip = {j.bake_id for j in read_journals(self.name) if j.running()}
         found: list[GcItem] = []
 
-        def add(kind: str, rid: int, labels: dict[str, str], created: Any) -> None:
+        def add(kind: str, rid: int, labels: dict[str, str], created: Any, where: str = "global") -> None:
             bake = labels.get(hc.BAKE_ID_LABEL, "")
             if not bake or bake in skip or labels.get(hc.STATE_LABEL) == STATE_COMPLETE:
                 return
             age = _age(created)
             if age >= older_than_s:
-                found.append(GcItem(kind, str(rid), "", bake, age))
+                found.append(GcItem(kind, str(rid), where, bake, age))
 
         for server in client.servers.get_all(label_selector=hc.BAKE_ID_LABEL):
-            add("server", server.id, server.labels or {}, server.created)
+            where = str(getattr(server.location, "name", "") or "")
+            add("server", hc.rid(server.id), server.labels or {}, server.created, where)
         selector = f"{hc.BAKE_ID_LABEL},{hc.STATE_LABEL}!={STATE_COMPLETE}"
         for image in client.images.get_all(type=["snapshot"], label_selector=selector):
-            add("image", image.id, image.labels or {}, image.created)
+            add("image", hc.rid(image.id), image.labels or {}, image.created)
         return sorted(found, key=lambda i: (ORDER.index(i.kind), i.id))
 
     def gc_remove(self, args: argparse.Namespace, items: list[GcItem], out: TextIO) -> list[GcItem]:
@@ -211,7 +212,7 @@ class HetznerBackend(CloudBackend):
                 print(f"FAILED   {item.kind} {item.id}: {hc.describe(exc)}", file=out)
                 failed.append(item)
                 continue
-            print(f"removed  {item.kind} {item.id} bake {item.bake_id}", file=out)
+            print(f"removed  {item.kind} {item.id} ({item.region}) bake {item.bake_id}", file=out)
         return failed
 
     def images_list(self, args: argparse.Namespace) -> list[dict[str, Any]]:

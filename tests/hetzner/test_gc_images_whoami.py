@@ -16,6 +16,7 @@ from hcloud.server_types import ServerType
 from hcloud.servers import Server
 
 from factory.fakes.hetzner_api import FakeHetznerApi
+from factory.journal import Journal, Resource
 from tests.hetzner.conftest import BAKE_LABEL, FACTORY, STATE_LABEL, TOKEN, bake_args, run_factory
 
 pytestmark = pytest.mark.cloud
@@ -61,8 +62,11 @@ def test_gc_dry_run_deletes_nothing_then_gc_removes_the_leftovers(
     seeded = len(fake.calls)
     dry = run_factory([FACTORY, "gc", "hetzner", "--dry-run"], hz_env)
     assert dry.returncode == 0, dry.stderr
-    assert f"would remove  server {leftovers['server']} () bake {BAKE}" in dry.stdout
-    assert f"image {leftovers['pending']}" in dry.stdout and f"image {leftovers['done']}" not in dry.stdout
+    assert f"would remove  server {leftovers['server']} (fsn1) bake {BAKE}" in dry.stdout
+    assert (
+        f"image {leftovers['pending']} (global)" in dry.stdout
+        and f"image {leftovers['done']}" not in dry.stdout
+    )
     assert fake.labelled(BAKE_LABEL) == before
     assert not [c for c in fake.calls[seeded:] if c.startswith(("DELETE", "POST", "PUT"))]
     young = run_factory([FACTORY, "gc", "hetzner", "--older-than", "1h"], hz_env)
@@ -127,3 +131,15 @@ def test_whoami(fake: FakeHetznerApi, hz_env: dict[str, str]) -> None:
     )
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "HCLOUD_TOKEN" in missing.stderr
     assert time.monotonic() - started < 10
+
+
+def test_gc_skips_a_bake_still_running_on_this_host(
+    fake: FakeHetznerApi, hz_env: dict[str, str], leftovers: dict[str, int], tmp_path: Path
+) -> None:
+    journal = Journal(
+        BAKE, "hetzner", "k3os-live", directory=tmp_path / "state" / "journal"
+    )  # our pid: alive
+    journal.created(Resource("server", str(leftovers["server"]), "fsn1"))
+    proc = run_factory([FACTORY, "gc", "hetzner"], hz_env)
+    assert proc.returncode == 0 and "nothing to remove" in proc.stderr
+    assert leftovers["server"] in fake.world.servers and leftovers["pending"] in fake.world.images
