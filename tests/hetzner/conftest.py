@@ -27,8 +27,8 @@ SECRETS = ("Pa55-w0rd-XYZZY", "K10-t0ken-PLUGH", "w1f1-PASSPHRASE-frotz")
 
 @pytest.fixture
 def fake() -> Iterator[FakeHetznerApi]:
-    """A fresh fake API: actions take 3 polls, the builder guest powers off 4 polls after running."""
-    api = FakeHetznerApi(token=TOKEN, world=World(action_polls=3, guest_polls=4))
+    """A fresh fake API: actions take 2 polls, the builder guest powers off 2 polls after running."""
+    api = FakeHetznerApi(token=TOKEN, world=World(action_polls=2, guest_polls=2))
     api.start()
     yield api
     api.stop()
