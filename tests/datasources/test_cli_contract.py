@@ -212,3 +212,36 @@ def test_a_4xx_on_the_native_path_is_an_error_when_dmi_names_the_cloud(
     attempt = json.loads(run.stdout)["attempts"][0]
     assert (attempt["outcome"], run.returncode) == ("error", 1)
     assert "HTTP 401" in attempt["detail"] and "DMI names this cloud" in attempt["detail"]
+
+
+def test_packet_over_https_with_a_verified_certificate(
+    emulators: StartEmulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The packet default is https: the socket client must do TLS with SNI and verification.
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    emu = emulators("packet", userdata=b"#cloud-config\nover: tls\n")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    emu._server.socket = context.wrap_socket(emu._server.socket, server_side=True)  # noqa: SLF001
+    url = f"https://localhost:{emu.port}"
+    out = tmp_path / "o"
+    env = {**base_env, url_env("packet"): url, "SSL_CERT_FILE": str(cert)}
+    run = run_cli("fetch", "equinixmetal", "--output", str(out), "--json", env=env)
+    assert run.returncode == 0, run.stderr
+    assert (out / "userdata").read_bytes() == b"#cloud-config\nover: tls\n"
+    untrusted = run_cli(
+        "fetch", "packet", "--output", str(out), "--json", env={**env, "SSL_CERT_FILE": "/dev/null"}
+    )
+    attempt = json.loads(untrusted.stdout)["attempts"][0]
+    assert attempt["outcome"] != "userdata" and "certificate" in attempt["detail"].lower()
