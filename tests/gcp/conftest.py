@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,40 @@ def interrupt_when(
     rc = proc.wait(timeout=timeout)
     assert sent, "marker never printed:\n" + "".join(err_lines)
     return rc, out, "".join(err_lines)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One console-script run for :func:`run_concurrently`: ``args(tmp)``, then ``prepare(fake)``
+    before it starts and ``env(env)`` to adjust its environment."""
+
+    args: Callable[[Path], list[str]]
+    prepare: Callable[[FakeGcp], None] = lambda fake: None
+    env: Callable[[dict[str, str]], dict[str, str]] = lambda env: env
+
+
+@dataclass
+class Outcome:
+    """A finished run: its own fake, the completed process and its temp directory."""
+
+    fake: FakeGcp
+    proc: subprocess.CompletedProcess[str]
+    tmp: Path
+
+
+def run_concurrently(
+    runs: dict[str, Run], tmp_factory: pytest.TempPathFactory, key_pem: bytes, workers: int = 4
+) -> dict[str, Outcome]:
+    """Run each console script against its own fake, ``workers`` at a time (the SDK import dominates
+    each run's CPU time, so this keeps the suite fast). The caller stops the fakes."""
+
+    def one(name: str) -> Outcome:
+        fake = new_fake()
+        tmp = tmp_factory.mktemp(name)
+        run = runs[name]
+        run.prepare(fake)
+        env = run.env(make_env(fake, tmp, key_pem))
+        return Outcome(fake, run_factory(run.args(tmp), env), tmp)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(runs, pool.map(one, runs), strict=True))

@@ -1,9 +1,13 @@
-"""End-to-end ``factory bake gcp`` runs of the real console script against the fake Compute API."""
+"""End-to-end ``factory bake gcp`` runs of the real console script against the fake Compute API.
+
+The runs that need no interaction start together (:func:`run_concurrently`), each against its own
+fake; each test then checks one of them."""
 
 from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,28 +19,74 @@ from tests.gcp.conftest import (
     PROJECT,
     SECRETS,
     STATE_LABEL,
+    Outcome,
+    Run,
     bake_args,
     interrupt_when,
     labelled,
-    run_factory,
+    run_concurrently,
 )
 
 pytestmark = pytest.mark.cloud
+SECRET_CONFIG = (
+    "hostname: baked\nk3os:\n"
+    f"  password: {SECRETS[0]}\n  token: {SECRETS[1]}\n"
+    f"  wifi:\n    - name: home\n      passphrase: {SECRETS[2]}\n"
+)
+BAD_CONFIG = "k3os:\n  password: Pa55-w0rd-XYZZY\n  wifi:\n    - name: x\n      passphrase: short\n"
 
 
-def test_bake_produces_labelled_image_and_removes_builder(
-    fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path, secret_config: Path
-) -> None:
-    args = bake_args(
-        tmp_path,
-        "--name", "k3os-e2e-1",
-        "--config", str(secret_config),
-        "--tag", "team=platform",
-        "--image-family", "k3os",
-        "--storage-location", "us",
-        "--json",
-    )  # fmt: skip
-    proc = run_factory(args, factory_env)
+def _with_file(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def _throttle(fake: FakeGcp) -> None:
+    fake.fail("images.getFromFamily", status=429, reason="rateLimitExceeded", times=1)
+    fake.fail("instances.get", status=503, reason="backendError", times=1)
+
+
+def _hang(fake: FakeGcp) -> None:
+    fake.model.poweroff_after = None  # the guest never powers off
+
+
+RUNS = {
+    "happy": Run(
+        lambda tmp: bake_args(
+            tmp,
+            "--name",
+            "k3os-e2e-1",
+            "--config",
+            _with_file(tmp, "config.yaml", SECRET_CONFIG),
+            "--tag",
+            "team=platform",
+            "--image-family",
+            "k3os",
+            "--storage-location",
+            "us",
+            "--json",
+        )  # fmt: skip
+    ),
+    "arm64-throttled": Run(lambda tmp: bake_args(tmp, "--name", "k3os-arm", "--arch", "arm64"), _throttle),
+    "timeout": Run(lambda tmp: bake_args(tmp, "--phase-timeout", "wait-stopped=0.01"), _hang),
+    "bad-config": Run(lambda tmp: bake_args(tmp, "--config", _with_file(tmp, "bad.yaml", BAD_CONFIG))),
+    "bad-tag": Run(lambda tmp: bake_args(tmp, "--tag", "Team=x")),
+    "dry-run": Run(lambda tmp: bake_args(tmp, "--dry-run", "--tag", "a=b", "--image-family", "k3os")),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, sa_key: bytes) -> Iterator[dict[str, Outcome]]:
+    """All of :data:`RUNS`, finished."""
+    results = run_concurrently(RUNS, tmp_path_factory, sa_key)
+    yield results
+    for outcome in results.values():
+        outcome.fake.stop()
+
+
+def test_bake_produces_labelled_image_and_removes_builder(runs: dict[str, Outcome]) -> None:
+    fake, proc, tmp = runs["happy"].fake, runs["happy"].proc, runs["happy"].tmp
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["cloud"] == "gcp" and summary["name"] == "k3os-e2e-1"
@@ -62,28 +112,24 @@ def test_bake_produces_labelled_image_and_removes_builder(
         i for i, c in enumerate(fake.calls) if c == "instances.get"
     )
     assert fake.calls.index("instances.delete") > fake.calls.index("images.insert")
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest = json.loads((tmp / "manifest.json").read_text())
     build = manifest["builds"][-1]
     assert manifest["last_run_uuid"] == bake_id == build["packer_run_uuid"]
     assert build["builder_type"] == "googlecompute" and build["files"] is None
     assert build["artifact_id"] == "k3os-e2e-1" and isinstance(build["build_time"], int)
     assert build["custom_data"]["project"] == PROJECT and build["custom_data"]["bake_id"] == bake_id
-    everything = proc.stdout + proc.stderr + (tmp_path / "manifest.json").read_text()
+    everything = proc.stdout + proc.stderr + (tmp / "manifest.json").read_text()
     for secret in SECRETS:
         assert secret not in everything
     assert "wait-stopped: waiting up to 40m0s" in proc.stderr
-    assert not list((tmp_path / "state" / "journal").glob("*.jsonl"))
+    assert not list((tmp / "state" / "journal").glob("*.jsonl"))
 
 
-def test_arm64_defaults_and_throttling_retried(
-    fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path
-) -> None:
-    fake.fail("images.getFromFamily", status=429, reason="rateLimitExceeded", times=1)
-    fake.fail("instances.get", status=503, reason="backendError", times=1)
-    proc = run_factory(bake_args(tmp_path, "--name", "k3os-arm", "--arch", "arm64"), factory_env)
+def test_arm64_defaults_and_throttling_retried(runs: dict[str, Outcome]) -> None:
+    fake, proc = runs["arm64-throttled"].fake, runs["arm64-throttled"].proc
     assert proc.returncode == 0, proc.stderr
     assert fake.calls.count("images.getFromFamily") == 2
-    assert fake.calls.count("instances.get") > 3 and fake.faults["instances.get"].times == 0
+    assert fake.faults["instances.get"].times == 0  # the 503 was answered, and survived
     insert = next(body for call, body in fake.bodies if call == "instances.insert")
     assert insert["machineType"].endswith("/t2a-standard-1")
     assert "arm64" in insert["disks"][0]["initializeParams"]["sourceImage"]
@@ -91,32 +137,26 @@ def test_arm64_defaults_and_throttling_retried(
         assert fake.model.images[(PROJECT, "k3os-arm")]["architecture"] == "ARM64"
 
 
+def test_timeout_shows_serial_console_and_cleans_up(runs: dict[str, Outcome]) -> None:
+    fake, proc = runs["timeout"].fake, runs["timeout"].proc
+    assert proc.returncode == 1
+    assert "gave up after" in proc.stderr and "serial console tail" in proc.stderr
+    assert labelled(fake) == NOTHING
+
+
 @pytest.mark.parametrize(
-    ("extra", "message"),
-    [
-        (["--config", "BAD"], "k3os.wifi[0].passphrase"),
-        (["--tag", "Team=x"], "GCE label keys"),
-        (["--name", "K3OS_Image"], "GCE image names"),
-        (["--zone", "mars"], "not a GCE zone"),
-    ],
+    ("name", "message"), [("bad-config", "k3os.wifi[0].passphrase"), ("bad-tag", "GCE label keys")]
 )
-def test_invalid_input_exits_2_and_calls_nothing(
-    fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path, extra: list[str], message: str
-) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("k3os:\n  password: Pa55-w0rd-XYZZY\n  wifi:\n    - name: x\n      passphrase: short\n")
-    extra = [str(bad) if e == "BAD" else e for e in extra]
-    proc = run_factory(bake_args(tmp_path, *extra), factory_env)
+def test_invalid_input_exits_2_and_calls_nothing(runs: dict[str, Outcome], name: str, message: str) -> None:
+    fake, proc = runs[name].fake, runs[name].proc
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Pa55-w0rd-XYZZY" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert fake.calls == []
 
 
-def test_dry_run_creates_nothing(fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path) -> None:
-    proc = run_factory(
-        bake_args(tmp_path, "--dry-run", "--tag", "a=b", "--image-family", "k3os"), factory_env
-    )
+def test_dry_run_creates_nothing(runs: dict[str, Outcome]) -> None:
+    fake, proc = runs["dry-run"].fake, runs["dry-run"].proc
     assert proc.returncode == 0, proc.stderr
     assert "launch-builder" in proc.stdout and "a=b" in proc.stdout and "family k3os" in proc.stdout
     assert fake.calls == []
@@ -126,7 +166,7 @@ def test_dry_run_creates_nothing(fake: FakeGcp, factory_env: dict[str, str], tmp
 def test_signal_while_waiting_deletes_builder(
     fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path, sig: signal.Signals
 ) -> None:
-    fake.model.poweroff_after = None  # the guest never powers off
+    _hang(fake)
     rc, out, err = interrupt_when(
         bake_args(tmp_path, "--name", "k3os-sig"), factory_env, "wait-stopped: waiting", sig
     )
@@ -135,11 +175,3 @@ def test_signal_while_waiting_deletes_builder(
     assert labelled(fake) == NOTHING
     assert "instances.delete" in fake.calls and "images.insert" not in fake.calls
     assert not (tmp_path / "manifest.json").exists()
-
-
-def test_timeout_shows_serial_console(fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path) -> None:
-    fake.model.poweroff_after = None
-    proc = run_factory(bake_args(tmp_path, "--phase-timeout", "wait-stopped=0.01"), factory_env)
-    assert proc.returncode == 1
-    assert "gave up after" in proc.stderr and "serial console tail" in proc.stderr
-    assert labelled(fake) == NOTHING

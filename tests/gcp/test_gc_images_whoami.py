@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from tests.gcp.conftest import (
     NOTHING,
     PROJECT,
     STATE_LABEL,
+    Outcome,
+    Run,
     bake_args,
     labelled,
+    run_concurrently,
     run_factory,
 )
 
@@ -92,9 +96,8 @@ def test_gc_removes_leftovers_by_age_and_spares_products(fake: FakeGcp, factory_
 
     rest = run_factory([FACTORY, "gc", "gcp"], factory_env)
     assert rest.returncode == 0, rest.stderr
+    assert f"removed  instance k3os-builder-{new}" in rest.stdout
     assert labelled(fake) == {**NOTHING, "images": ["k3os-finished"]}
-    nothing = run_factory([FACTORY, "gc", "gcp"], factory_env)
-    assert nothing.returncode == 0 and "nothing to remove" in nothing.stderr
 
 
 def test_images_list_and_prune(fake: FakeGcp, factory_env: dict[str, str]) -> None:
@@ -119,28 +122,51 @@ def test_images_list_and_prune(fake: FakeGcp, factory_env: dict[str, str]) -> No
         assert sorted(n for p, n in fake.model.images if p == PROJECT) == ["k3os-v3", "other-v1"]
 
 
-def test_whoami(fake: FakeGcp, factory_env: dict[str, str]) -> None:
-    proc = run_factory([FACTORY, "whoami", "gcp", "--json"], factory_env)
+def _without_credentials(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+
+
+def _untrusted_key(env: dict[str, str]) -> dict[str, str]:
+    stranger = Path(env["HOME"]) / "stranger.json"
+    write_service_account_file(stranger, None, PROJECT)  # a fresh key the fake does not trust
+    return {**env, "GOOGLE_APPLICATION_CREDENTIALS": str(stranger)}
+
+
+RUNS = {
+    "whoami": Run(lambda tmp: [FACTORY, "whoami", "gcp", "--json"]),
+    "no-credentials": Run(lambda tmp: [FACTORY, "whoami", "gcp"], env=_without_credentials),
+    "no-credentials-bake": Run(bake_args, env=_without_credentials),
+    "rejected": Run(bake_args, env=_untrusted_key),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, sa_key: bytes) -> Iterator[dict[str, Outcome]]:
+    """All of :data:`RUNS`, finished."""
+    results = run_concurrently(RUNS, tmp_path_factory, sa_key)
+    yield results
+    for outcome in results.values():
+        outcome.fake.stop()
+
+
+def test_whoami(runs: dict[str, Outcome]) -> None:
+    fake, proc = runs["whoami"].fake, runs["whoami"].proc
     assert proc.returncode == 0, proc.stderr
     who = json.loads(proc.stdout)
     assert who["project"] == PROJECT and who["principal"] == f"baker@{PROJECT}.iam.gserviceaccount.com"
     assert fake.calls == ["projects.get"]
 
 
-def test_missing_credentials_exit_2(fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path) -> None:
-    env = {k: v for k, v in factory_env.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
-    for args in ([FACTORY, "whoami", "gcp"], bake_args(tmp_path)):
-        proc = run_factory(args, env)
-        assert proc.returncode == 2, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1 and "no GCP credentials found" in proc.stderr
+@pytest.mark.parametrize("name", ["no-credentials", "no-credentials-bake"])
+def test_missing_credentials_exit_2(runs: dict[str, Outcome], name: str) -> None:
+    fake, proc = runs[name].fake, runs[name].proc
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no GCP credentials found" in proc.stderr
     assert fake.calls == []
 
 
-def test_rejected_credentials_exit_2(fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path) -> None:
-    stranger = tmp_path / "stranger.json"
-    write_service_account_file(stranger, None, PROJECT)  # a key the fake does not trust
-    env = {**factory_env, "GOOGLE_APPLICATION_CREDENTIALS": str(stranger)}
-    proc = run_factory(bake_args(tmp_path), env)
+def test_rejected_credentials_exit_2(runs: dict[str, Outcome]) -> None:
+    fake, proc = runs["rejected"].fake, runs["rejected"].proc
     assert proc.returncode == 2, proc.stderr
     assert "credentials rejected (401)" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert set(fake.calls) == {"projects.get"}  # google-auth refreshes and retries a 401 twice

@@ -3,15 +3,21 @@ the fake API's wire behaviour (auth, error documents) as seen by plain HTTP."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import gzip
 import json
 import urllib.error
 import urllib.request
 
+import pytest
+
+from factory.clouds.gcp import GcpBackend
 from factory.clouds.gcp_client import BAKE_ID_LABEL, STATE_LABEL, base_labels
 from factory.clouds.gcp_steps import userdata_items
+from factory.commands.bake import add_common_arguments, build_request
 from factory.fakes.gcp_api import FakeGcp
+from factory.pipeline import UsageError
 from image_base.builder import BuilderSpec, render_builder_userdata
 
 
@@ -56,3 +62,29 @@ def test_fake_requires_valid_credentials() -> None:
         assert status == 404 and doc["error"]["errors"][0]["reason"] == "notFound"  # type: ignore[index]
         status, doc = _get(f"{fake.url}/compute/v1/projects/fake-project/global/images?filter=name%3Dx")
         assert status == 400 and "filter" in str(doc)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--name", "K3OS_Image"], "GCE image names"),
+        (["--zone", "mars"], "not a GCE zone"),
+        (["--machine-type", "E2 small"], "--machine-type"),
+        (["--storage-location", "US/East"], "--storage-location"),
+        (["--image-family", "Bad_Family"], "--image-family"),
+        (["--disk-size", "5"], "--disk-size"),
+        (["--tag", "k3os-factory-state=x"], "reserved"),
+        (["--tag", "team=Platform"], "GCE label values"),
+        (["--iso", __file__], "needs --iso-url"),
+    ],
+)
+def test_validate_refuses_bad_flags_offline(flags: list[str], message: str) -> None:
+    backend = GcpBackend()
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser)
+    backend.add_arguments(parser)
+    iso = [] if "--iso" in flags else ["--iso-url", "https://example.invalid/k.iso"]
+    args = parser.parse_args([*iso, "--insecure-skip-checksum", *flags])
+    with pytest.raises(UsageError, match=message):
+        backend.validate(args, build_request(args, backend))
+    assert backend._clients is None  # no credentials looked up, no client made
