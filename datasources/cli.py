@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datasources.output import DEFAULT_OUTPUT
 
@@ -37,6 +37,21 @@ Environment: DATASOURCES_<PROVIDER>_URL replaces a provider's base URL, DATASOUR
 replaces /sys/class/dmi/id, DATASOURCES_CDROM_DEVICES lists block devices or image files,
 DATASOURCES_ROOT is the root whose k3OS config gives the default order, DATASOURCES_TRACE=1
 logs every plugin hook call with its duration."""
+
+FETCH_DESCRIPTION = """\
+Probe the providers in the given order and write the winner's files.
+
+Providers: aws gcp openstack hetzner scaleway vultr digitalocean packet (alias equinixmetal)
+cdrom, plus third-party ones (`datasources list`). None given: k3os.data_sources of the k3OS
+config, else the default order. The first provider that returns userdata wins; if none does,
+the metadata of the first one detected is written. All are probed at once; the result is
+exactly what the order gives.
+
+Files in --output, each written atomically; files an earlier run left that this run lacks are
+removed: provider, userdata (0600), local_hostname, hostname, ssh/authorized_keys (dir 0700,
+file 0600), instance_id, metadata.json.
+
+Exit codes: 0 a provider was detected, 1 none was (or --output cannot be written), 2 usage error."""
 
 FETCH_EPILOG = """\
 examples:
@@ -68,8 +83,25 @@ def process_started() -> float:
     return now - age if 0.0 <= age < _MAX_START_AGE else now
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help text as written; the width from ``COLUMNS`` (argparse would import shutil for it
+    on every ``add_argument``, which is start-up time on the boot path)."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ):
+        if width is None:
+            columns = os.environ.get("COLUMNS", "")
+            width = (int(columns) if columns.isdigit() else 80) - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line usage error and exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -88,28 +120,34 @@ def _positive_seconds(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``datasources``."""
-    parser = _Parser(
-        prog="datasources", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = _Parser(prog="datasources", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     fetch = sub.add_parser(
         "fetch",
         help="find the userdata and write the output files",
-        description="Probe the providers in order and write the winner's files.",
+        description=FETCH_DESCRIPTION,
         epilog=FETCH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fetch.add_argument("providers", nargs="*", metavar="PROVIDER", help="providers in order of preference")
-    fetch.add_argument("--output", default=DEFAULT_OUTPUT, metavar="DIR", help="default: %(default)s")
+    fetch.add_argument(
+        "--output",
+        default=DEFAULT_OUTPUT,
+        metavar="DIR",
+        help="directory for the files (default: %(default)s)",
+    )
     fetch.add_argument(
         "--timeout",
         type=_positive_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help="overall deadline for the whole fetch (default: %(default)g)",
+        help="deadline for the whole run, start to exit; no request outlives it (default: %(default)g)",
     )
-    fetch.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    fetch.add_argument(
+        "--json",
+        action="store_true",
+        help="print {provider, userdata, files, attempts} as one JSON object on stdout",
+    )
     sub.add_parser("list", help="print the registered providers in default order")
     return parser
 

@@ -279,7 +279,9 @@ def _classify(exc: BaseException) -> TransportError:
 
 def _connect(target: _Target, timeout: float, source_port: int | None, deadline: float) -> socket.socket:
     source = ("", source_port) if source_port is not None else None
-    sock = socket.create_connection((target.host, target.port), timeout=timeout, source_address=source)
+    # An ASCII host goes down as bytes: a str would make getaddrinfo import the idna codec.
+    host: str | bytes = target.host.encode("ascii") if target.host.isascii() else target.host
+    sock = socket.create_connection((host, target.port), timeout=timeout, source_address=source)  # type: ignore[arg-type]
     if target.scheme != "https":
         return sock
     global _ssl_context

@@ -245,3 +245,23 @@ def test_packet_over_https_with_a_verified_certificate(
     )
     attempt = json.loads(untrusted.stdout)["attempts"][0]
     assert attempt["outcome"] != "userdata" and "certificate" in attempt["detail"].lower()
+
+
+def test_fetch_help_states_the_contract(base_env: dict[str, str]) -> None:
+    run = run_cli("fetch", "--help", env=base_env)
+    assert run.returncode == 0 and run.stderr == ""
+    text = " ".join(run.stdout.split())
+    for needle in (
+        "equinixmetal",
+        "k3os.data_sources",
+        "first provider that returns userdata wins",
+        "first one detected",
+        "userdata (0600)",
+        "ssh/authorized_keys (dir 0700, file 0600)",
+        "metadata.json",
+        "Exit codes: 0",
+        "2 usage error",
+        "start to exit",
+        "examples:",
+    ):
+        assert needle in text, needle
