@@ -8,6 +8,7 @@ Options (``--option KEY=VALUE``):
 - ``imds=hop-limit``: the token PUT is never answered (its reply died one hop too early);
   GETs work as with ``optional``.
 - ``imds=v1``: an EC2 clone without tokens: the PUT is 405.
+- ``imds=v1-404``: an EC2 clone without tokens that answers the PUT 404 (unknown path).
 - ``rotate=N``: a token expires after it was used for N GETs (an accelerated expiry).
 - ``openstack=1``: also serve ``/openstack`` (OpenStack's EC2 tree; implies ``imds=v1``).
 
@@ -27,7 +28,9 @@ TTL_HEADER = "x-aws-ec2-metadata-token-ttl-seconds"
 TOKEN_HEADER = "x-aws-ec2-metadata-token"
 MAX_TTL = 21600
 VERSIONS = ("1.0", "2007-01-19", "2009-04-04", "2016-09-02", "2018-09-24", "2021-03-23", "latest")
-IMDS_MODES = ("optional", "required", "disabled", "hop-limit", "v1")
+IMDS_MODES = ("optional", "required", "disabled", "hop-limit", "v1", "v1-404")
+# Clones without tokens: the PUT fails, GETs ignore any token header.
+V1_MODES = ("v1", "v1-404")
 
 
 class AwsEmulator(Emulator):
@@ -56,6 +59,8 @@ class AwsEmulator(Emulator):
             return Reply(504, b"")
         if self.mode == "v1":
             return Reply(405, b"Method Not Allowed\n")
+        if self.mode == "v1-404":
+            return _not_found()
         if "x-forwarded-for" in req.headers:
             return Reply(403, b"Forbidden\n")
         ttl_text = req.headers.get(TTL_HEADER, "")
@@ -92,7 +97,7 @@ class AwsEmulator(Emulator):
         if req.method not in ("GET", "HEAD"):
             return Reply(405, b"")
         token = req.headers.get(TOKEN_HEADER)
-        if token is not None and self.mode != "v1":
+        if token is not None and self.mode not in V1_MODES:
             if not self._token_ok(token):
                 return Reply(401, b"Unauthorized\n")
         elif self.mode == "required":

@@ -26,7 +26,7 @@ def fetch_aws(
     return result
 
 
-@pytest.mark.parametrize("mode", ["optional", "required", "v1", "hop-limit"])
+@pytest.mark.parametrize("mode", ["optional", "required", "v1", "v1-404", "hop-limit"])
 def test_aws_reads_everything_in_each_working_mode(
     mode: str, emulators: StartEmulator, base_env: dict[str, str]
 ) -> None:
