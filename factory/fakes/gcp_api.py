@@ -22,7 +22,6 @@ error, as quota or capacity errors do. ``python -m factory.fakes.gcp_api --help`
 from __future__ import annotations
 
 import argparse
-import base64
 import http.server
 import json
 import re
@@ -35,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factory.fakes.gcp_model import ZONES, ApiError, Model
+from factory.fakes.gcp_auth import verify_jwt, write_service_account_file
+from factory.fakes.gcp_model import Model
+from factory.fakes.gcp_rules import ZONES, ApiError
 
 PREFIX = "/compute/v1/projects/"
 FILTER_RE = re.compile(r'^\(?\s*labels\.([a-z0-9_-]+)\s*(=|!=|:)\s*"?([a-z0-9_*-]*)"?\s*\)?$')
@@ -63,10 +64,6 @@ class Parsed:
 
 
 Handler = Callable[[Parsed], dict[str, Any]]
-
-
-def _b64url(data: str) -> bytes:
-    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
 def _matches(labels: dict[str, str], flt: str) -> bool:
@@ -226,30 +223,7 @@ class FakeGcp:
             self._verify_jwt(token)
 
     def _verify_jwt(self, token: str) -> None:
-        invalid = ApiError(
-            401,
-            "authError",
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
-            "or other valid authentication credential.",
-        )
-        try:
-            head_b64, claims_b64, sig_b64 = token.split(".")
-            header = json.loads(_b64url(head_b64))
-            claims = json.loads(_b64url(claims_b64))
-            signature = _b64url(sig_b64)
-        except (ValueError, json.JSONDecodeError):
-            raise invalid from None
-        key = self.public_keys.get(str(claims.get("iss", "")))
-        if header.get("alg") != "RS256" or key is None or float(claims.get("exp", 0)) < time.time():
-            raise invalid
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        try:
-            key.verify(signature, f"{head_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
-        except InvalidSignature:
-            raise invalid from None
+        verify_jwt(token, self.public_keys)
 
     def _route(self, method: str, path: str) -> tuple[str, Handler, list[str]]:
         if not path.startswith(PREFIX):
@@ -406,50 +380,6 @@ class FakeGcp:
 
     def _agg_disks(self, req: Parsed) -> dict[str, Any]:
         return self._aggregated(req, self.model.disks, "disks", "compute#diskAggregatedList")
-
-
-def write_service_account_file(
-    path: Path,
-    fake: FakeGcp | None = None,
-    project: str = "fake-project",
-    email: str = "",
-    private_key_pem: bytes | None = None,
-) -> dict[str, Any]:
-    """Write a service-account key file whose ``token_uri`` is the fake's; register its key with it.
-
-    The key is generated here (never a real credential) unless ``private_key_pem`` is given (tests
-    reuse one key to save time). Returns the JSON written.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    email = email or f"baker@{project}.iam.gserviceaccount.com"
-    if private_key_pem is None:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    else:
-        pem = private_key_pem
-    loaded = serialization.load_pem_private_key(pem, password=None)
-    public = loaded.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    info = {
-        "type": "service_account",
-        "project_id": project,
-        "private_key_id": uuid.uuid4().hex,
-        "private_key": pem.decode(),
-        "client_email": email,
-        "client_id": "100000000000000000001",
-        "token_uri": f"{fake.url}/token" if fake else "http://127.0.0.1:1/token",
-    }
-    path.write_text(json.dumps(info, indent=2))
-    path.chmod(0o600)
-    if fake is not None:
-        fake.add_service_account(email, public)
-        fake.model.principal = email
-    return info
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.fakes.gcp_api import FakeGcp, write_service_account_file
+from factory.fakes.gcp_api import FakeGcp
+from factory.fakes.gcp_auth import write_service_account_file
 from factory.fakes.gcp_model import Model
 
 FACTORY = shutil.which("factory", path=str(Path(sys.executable).parent)) or "factory"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from factory.fakes.gcp_api import FakeGcp, write_service_account_file
+from factory.fakes.gcp_api import FakeGcp
+from factory.fakes.gcp_auth import write_service_account_file
 from tests.gcp.conftest import (
     BAKE_LABEL,
     FACTORY,
