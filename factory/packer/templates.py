@@ -155,24 +155,32 @@ _GCP = Template(
     },
 )
 
-# openstack has no `factory bake` backend yet: its table holds the common flags and every cloud
-# variable as packer-only. When the backend lands, the sync test asks for its flags here.
 _OPENSTACK = Template(
     cloud="openstack",
     builder_type="openstack",
     default_data_sources=("openstack",),
-    flags=dict(COMMON_FLAGS),
-    flag_notes=dict(COMMON_NOTES),
+    flags={
+        **COMMON_FLAGS,
+        "--os-cloud": None,
+        "--region": None,
+        "--flavor": "flavor",
+        "--source-image": "source_image_name",
+        "--network": "networks",
+        "--key-name": None,
+        "--image-visibility": "image_visibility",
+        "--share-with": "image_members",
+    },
+    flag_notes={
+        **COMMON_NOTES,
+        "--os-cloud": "Packer's openstack builder reads OS_CLOUD (clouds.yaml) like the bake",
+        "--region": "Packer's openstack builder reads OS_REGION_NAME like the bake",
+        "--key-name": "communicator none: the template needs no key pair",
+    },
     packer_only={
         **COMMON_PACKER_ONLY,
-        "flavor": "builder flavor",
-        "source_image_name": "name of the Ubuntu image the builder boots",
-        "source_image": "builder image id",
-        "networks": "networks of the builder",
+        "source_image": "builder image id (the bake's --source-image takes a name or an id)",
         "availability_zone": "availability zone of the builder",
-        "image_visibility": "Glance visibility of the image",
-        "image_members": "projects the image is shared with",
-        "use_blockstorage_volume": "boot the builder from a Cinder volume",
+        "use_blockstorage_volume": "boot the builder from a Cinder volume (bake: image-backed)",
         "volume_size": "size of that volume",
     },
 )
