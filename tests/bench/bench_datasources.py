@@ -10,7 +10,8 @@ Jobs:
    ``metadata_urls`` pointed at the same emulator, and at a refusing address (its default waits;
    capped at ``PEER_CAP`` seconds, skipped with ``BENCH_QUICK=1``).
 
-Every run is a fresh process; wall time from spawn to reap, peak RSS from ``wait4``.
+Every run is a fresh process; wall time from spawn to reap, peak RSS from ``wait4`` (taken in a
+small helper interpreter, see ``_SPAWNER``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,31 +59,41 @@ class Row:
     cpu: float | None = None
 
 
+# Spawns the measured process and reports its figures. It runs in a small helper interpreter
+# because Linux charges a child spawned with vfork (posix_spawn) the *parent's* peak RSS as its
+# own ru_maxrss at exec: measured from this (large) process, every job looked at least as big
+# as the benchmark itself (about 24 MiB, whatever the job used).
+_SPAWNER = """
+import os, sys, time
+cap = float(sys.argv[1]) or None
+argv = sys.argv[2:]
+devnull = os.open(os.devnull, os.O_WRONLY)
+start = time.perf_counter()
+pid = os.posix_spawn(argv[0], argv, os.environ,
+                     file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)])
+while True:
+    reaped, status, usage = os.wait4(pid, os.WNOHANG if cap else 0)
+    if reaped:
+        break
+    if cap is not None and time.perf_counter() - start > cap:
+        os.kill(pid, 9)
+        reaped, status, usage = os.wait4(pid, 0)
+        break
+    time.sleep(0.002)
+wall = time.perf_counter() - start
+print(wall, usage.ru_maxrss, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
+"""
+
+
 def run_once(argv: list[str], env: dict[str, str], cap: float | None = None) -> Sample:
-    """Spawn ``argv``, wait for it (kill it after ``cap`` seconds), return wall time and peak RSS."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        start = time.perf_counter()
-        pid = os.posix_spawn(
-            argv[0],
-            argv,
-            env,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)],
-        )
-    finally:
-        os.close(devnull)
-    while True:
-        reaped, status, usage = os.wait4(pid, os.WNOHANG if cap else 0)
-        if reaped:
-            break
-        if cap is not None and time.perf_counter() - start > cap:
-            os.kill(pid, 9)
-            reaped, status, usage = os.wait4(pid, 0)
-            break
-        time.sleep(0.005)
-    wall = time.perf_counter() - start
-    cpu = usage.ru_utime + usage.ru_stime
-    return Sample(wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), cpu)
+    """Run ``argv`` once (killed after ``cap`` seconds): wall time spawn to reap, peak RSS, CPU.
+
+    The figures come from :data:`_SPAWNER` in a small helper interpreter (see there why).
+    """
+    helper = [sys.executable, "-S", "-c", _SPAWNER, str(cap or 0), *argv]
+    done = subprocess.run(helper, env=env, capture_output=True, text=True, check=True)
+    wall, maxrss_kib, exit_code, cpu = done.stdout.split()
+    return Sample(float(wall), int(maxrss_kib) / 1024, int(exit_code), float(cpu))
 
 
 def median_row(job: str, argv: list[str], env: dict[str, str], runs: int, want_exit: int = 0) -> Row:
