@@ -11,10 +11,10 @@ import pytest
 
 from factory.fakes.gcp_api import FakeGcp
 from factory.fakes.gcp_auth import write_service_account_file
+from factory.journal import Journal
 from tests.gcp.conftest import (
     BAKE_LABEL,
     FACTORY,
-    NOTHING,
     PROJECT,
     STATE_LABEL,
     Outcome,
@@ -74,6 +74,9 @@ def test_gc_removes_leftovers_by_age_and_spares_products(fake: FakeGcp, factory_
     seed_bake(fake, old, age_s=7200, image="k3os-half-made")
     seed_bake(fake, new, age_s=60)
     seed_bake(fake, done, age_s=7200, image="k3os-finished", state="complete")
+    live = "0b1d0000-0000-4000-8000-000000000004"  # a bake still running on this host (live pid)
+    seed_bake(fake, live, age_s=7200)
+    Journal(live, "gcp", "k3os-live", directory=Path(factory_env["FACTORY_STATE_DIR"]) / "journal")
     with fake.model.lock:  # the finished bake's builder is gone; an unrelated VM stays untouched
         fake.model.instances.pop((ZONE, f"k3os-builder-{done}"))
         fake.model.disks[(ZONE, f"k3os-builder-{done}")]["users"] = []
@@ -93,12 +96,14 @@ def test_gc_removes_leftovers_by_age_and_spares_products(fake: FakeGcp, factory_
     aged = run_factory([FACTORY, "gc", "gcp", "--older-than", "1h"], factory_env)
     assert aged.returncode == 0, aged.stderr
     left = labelled(fake)
-    assert left["instances"] == [f"k3os-builder-{new}"] and left["images"] == ["k3os-finished"]
+    assert sorted(left["instances"]) == [f"k3os-builder-{new}", f"k3os-builder-{live}"]
+    assert left["images"] == ["k3os-finished"]
 
     rest = run_factory([FACTORY, "gc", "gcp"], factory_env)
     assert rest.returncode == 0, rest.stderr
     assert f"removed  instance k3os-builder-{new}" in rest.stdout
-    assert labelled(fake) == {**NOTHING, "images": ["k3os-finished"]}
+    alive = [f"k3os-builder-{live}"]
+    assert labelled(fake) == {"instances": alive, "disks": alive, "images": ["k3os-finished"]}
 
 
 def test_images_list_and_prune(fake: FakeGcp, factory_env: dict[str, str]) -> None:
