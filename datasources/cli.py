@@ -22,6 +22,7 @@ EXIT_DETECTED = 0
 EXIT_NONE = 1
 EXIT_USAGE = 2
 DEFAULT_TIMEOUT = 10.0
+MAX_TIMEOUT = 86400.0  # datasources.engine.MAX_TIMEOUT (not imported: the engine pulls in pluggy)
 ROOT_ENV = "DATASOURCES_ROOT"
 
 DESCRIPTION = """\
@@ -113,8 +114,10 @@ def _positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
+    if not value > 0 or value != value:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TIMEOUT:g} seconds: {text!r}")
     return value
 
 

@@ -26,6 +26,8 @@ import pluggy
 from datasources.model import Dmi, FetchContext, Metadata, NotDetected, Outcome, ProviderError
 from datasources.plugins import ProviderTable, get_plugin_manager, needs_entrypoints, provider_table
 
+# The longest --timeout (a day): beyond it thread and socket waits overflow.
+MAX_TIMEOUT = 86400.0
 # Kept free at the end of the timeout for writing the output and exiting (at most this, and
 # at most a tenth of the timeout).
 OUTPUT_RESERVE = 0.1
@@ -189,14 +191,14 @@ def fetch(
     :param log: receives one line per attempt and the providers' own log lines.
     :param started: ``time.monotonic()`` value the timeout counts from (default: now); the CLI
         passes its process start so the whole run stays within ``timeout``.
-    :raises UsageError: unknown provider, empty list, or a timeout that is not positive.
+    :raises UsageError: unknown provider, empty list, or a timeout not in (0, MAX_TIMEOUT].
     """
     env = os.environ if env is None else env
     log = log or _stderr_log
     if not providers:
         raise UsageError("no provider to probe")
-    if not timeout > 0:
-        raise UsageError(f"timeout must be a positive number of seconds, not {timeout}")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise UsageError(f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {timeout}")
     if pm is None:
         pm = get_plugin_manager(load_entrypoints=needs_entrypoints(providers), env=env)
     table = provider_table(pm)
