@@ -114,19 +114,44 @@ def resolve_providers(names: Sequence[str], table: ProviderTable) -> list[str]:
     return out
 
 
-def dmi_claimed_cloud(pm: pluggy.PluginManager, dmi: Dmi) -> str | None:
-    """The one cloud DMI positively names, or None (silent, or several clouds claimed)."""
+def dmi_claimed_cloud(
+    pm: pluggy.PluginManager, dmi: Dmi, log: Callable[[str], None] | None = None
+) -> str | None:
+    """The one cloud DMI positively names, or None (silent, or several clouds claimed).
+
+    A plugin whose claims hook raises (or returns garbage) is asked on its own and ignored,
+    with a log line; the others' claims still count.
+    """
+    try:
+        answers = list(pm.hook.datasources_dmi_claims(dmi=dmi))
+    except Exception:  # some plugin is broken: ask each one alone
+        answers = []
+        plugins = pm.get_plugins()
+        for plugin in plugins:
+            caller = pm.subset_hook_caller("datasources_dmi_claims", [p for p in plugins if p is not plugin])
+            try:
+                answers.extend(caller(dmi=dmi))
+            except Exception as exc:  # third-party code
+                (log or _stderr_log)(
+                    f"{pm.get_name(plugin)}: DMI claims ignored: {type(exc).__name__}: {exc}"
+                )
     clouds: set[str] = set()
-    for claims in pm.hook.datasources_dmi_claims(dmi=dmi):
-        clouds.update(c for c in claims or () if c)
+    for claims in answers:
+        if isinstance(claims, list | tuple):
+            clouds.update(c for c in claims if isinstance(c, str) and c)
     return next(iter(clouds)) if len(clouds) == 1 else None
 
 
 def base_url_for(pm: pluggy.PluginManager, provider: str, env: Mapping[str, str]) -> str:
     """``DATASOURCES_<NAME>_URL`` when set, else the plugin's default (no trailing slash)."""
     key = "DATASOURCES_" + provider.upper().replace("-", "_") + "_URL"
-    url = env.get(key) or pm.hook.datasources_base_url(provider=provider) or ""
-    return str(url).rstrip("/")
+    url = env.get(key)
+    if not url:
+        try:
+            url = pm.hook.datasources_base_url(provider=provider)
+        except Exception:  # a broken plugin: the provider gets no default URL (its fetch decides)
+            url = None
+    return url.rstrip("/") if isinstance(url, str) else ""
 
 
 def _stderr_log(line: str) -> None:
@@ -210,7 +235,7 @@ def fetch(
         from datasources.dmi import read_dmi
 
         dmi = read_dmi(env)
-    claimed = dmi_claimed_cloud(pm, dmi)
+    claimed = dmi_claimed_cloud(pm, dmi, log)
 
     probes: list[_Probe] = []
     for name in order:

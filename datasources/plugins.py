@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,7 +57,7 @@ def get_plugin_manager(
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        load_entrypoint_plugins(pm)
     for name in DEFAULT_PLUGINS:
         module = _import_optional(name)
         if module is not None and not pm.is_registered(module):
@@ -68,11 +68,57 @@ def get_plugin_manager(
     return pm
 
 
-def load_entrypoint_plugins(pm: pluggy.PluginManager) -> int:
-    """Load third-party plugins into an existing manager; return how many were loaded."""
-    count = pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    pm.check_pending()
+def load_entrypoint_plugins(pm: pluggy.PluginManager, log: Callable[[str], None] | None = None) -> int:
+    """Load third-party plugins into ``pm``; return how many were loaded.
+
+    Each entry point is loaded on its own: one that cannot be imported, registered or asked
+    for its providers (a missing dependency, a hook that is not in the spec, a providers hook
+    that raises or returns something else than ProviderInfo items) is logged and skipped, so
+    a broken third-party package never keeps the node from its userdata.
+    """
+    from importlib.metadata import entry_points
+
+    log = log or _stderr_log
+    count = 0
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # third-party code: anything may go wrong
+            log(f"plugin {ep.name!r} ({ep.value}) skipped: cannot load it: {type(exc).__name__}: {exc}")
+            continue
+        problem = _plugin_problem(pm, ep.name)
+        if problem is not None:
+            pm.unregister(name=ep.name)
+            log(f"plugin {ep.name!r} ({ep.value}) skipped: {problem}")
+            continue
+        count += 1
     return count
+
+
+def _plugin_problem(pm: pluggy.PluginManager, name: str) -> str | None:
+    """Why the freshly registered plugin ``name`` cannot be used, or None when it can."""
+    from datasources.model import ProviderInfo
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        return str(exc)
+    others = [p for p in pm.get_plugins() if p is not pm.get_plugin(name)]
+    try:
+        results = pm.subset_hook_caller("datasources_providers", remove_plugins=others)()
+    except Exception as exc:  # third-party code
+        return f"datasources_providers raised {type(exc).__name__}: {exc}"
+    for infos in results:
+        if not isinstance(infos, list | tuple) or not all(isinstance(i, ProviderInfo) for i in infos):
+            return "datasources_providers must return a list of ProviderInfo"
+    return None
+
+
+def _stderr_log(line: str) -> None:
+    sys.stderr.write(f"datasources: {line}\n")
 
 
 def needs_entrypoints(names: Iterable[str]) -> bool:

@@ -145,3 +145,72 @@ def test_fetch_of_builtins_keeps_heavy_modules_off_the_path(base_env: dict[str, 
         [sys.executable, "-c", code], env=base_env, capture_output=True, text=True, check=False
     )
     assert proc.stdout.strip() == "1 []", proc.stdout + proc.stderr
+
+
+BROKEN_PLUGINS = {
+    "missing_dep_plugin": "import no_such_dependency_xyz\n",
+    "raising_providers_plugin": (
+        "from datasources import hookimpl\n"
+        "@hookimpl\n"
+        "def datasources_providers():\n"
+        "    raise RuntimeError('providers boom')\n"
+    ),
+    "unknown_hook_plugin": (
+        "from datasources import hookimpl\n@hookimpl\ndef datasources_frobnicate():\n    return 1\n"
+    ),
+    "raising_claims_plugin": (
+        "from datasources import hookimpl\n"
+        "from datasources.model import ProviderInfo\n"
+        "@hookimpl\n"
+        "def datasources_providers():\n"
+        "    return [ProviderInfo('claimer', 'claimercloud', 95)]\n"
+        "@hookimpl\n"
+        "def datasources_dmi_claims(dmi):\n"
+        "    raise RuntimeError('claims boom')\n"
+        "@hookimpl\n"
+        "def datasources_base_url(provider):\n"
+        "    raise RuntimeError('url boom')\n"
+    ),
+}
+
+
+@pytest.fixture
+def broken_third_party(tmp_path: Path) -> Path:
+    """Installed-looking third-party packages that are broken in four different ways."""
+    site = tmp_path / "broken-site"
+    site.mkdir()
+    for module, source in BROKEN_PLUGINS.items():
+        (site / f"{module}.py").write_text(source)
+        info = site / f"{module}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[k3os_factory.datasources]\n{module} = {module}\n")
+    return site
+
+
+def test_broken_third_party_plugins_are_skipped_not_fatal(
+    broken_third_party: Path, base_env: dict[str, str], tmp_path: Path, emulators: StartEmulator
+) -> None:
+    # At boot the default order loads entry points: a broken package must not cost the node
+    # its userdata (it used to end the run with a traceback).
+    aws = emulators("aws", userdata=b"#cloud-config\n")
+    dmi = Path(base_env["DATASOURCES_DMI_DIR"])
+    (dmi / "sys_vendor").write_text("Amazon EC2\n")  # the DMI fast path asks every plugin
+    env = {**base_env, "PYTHONPATH": str(broken_third_party), url_env("aws"): aws.url}
+    out = tmp_path / "o"
+    run = run_cli("fetch", "--output", str(out), "--json", "--timeout", "3", env=env)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert json.loads(run.stdout)["provider"] == "aws"
+    assert (out / "userdata").read_bytes() == b"#cloud-config\n"
+    for needle in (
+        "plugin 'missing_dep_plugin' (missing_dep_plugin) skipped: cannot load it: ModuleNotFoundError",
+        "plugin 'raising_providers_plugin' (raising_providers_plugin) skipped: datasources_providers raised",
+        "plugin 'unknown_hook_plugin' (unknown_hook_plugin) skipped:",
+        "raising_claims_plugin: DMI claims ignored: RuntimeError: claims boom",
+    ):
+        assert needle in run.stderr, needle
+    listed = run_cli("list", env=env)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr
+    names = [line.split("\t")[0] for line in listed.stdout.splitlines()]
+    assert names[0] == "aws" and names[-1] == "claimer"
