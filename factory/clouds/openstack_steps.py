@@ -283,8 +283,10 @@ class OpenStackBake:
         image_api.update_image(image, visibility=visibility)
         for project in self.args.share_with:
             image_api.add_member(self.image_id, member=project)
+        # update_image(**props) would send the given properties as the complete set (removing the
+        # bake id and the user's tags); update_image_properties merges into the existing ones
         image = image_api.get_image(self.image_id)
-        image_api.update_image(image, **{oc.STATE_KEY: STATE_COMPLETE})
+        image_api.update_image_properties(image=image, meta={oc.STATE_KEY: STATE_COMPLETE})
         ctx.keep(Resource("image", self.image_id, self.region))
         ctx.state[RESULT_KEY] = BakeResult(
             artifacts=[Artifact(self.region, self.image_id)],
