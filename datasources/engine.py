@@ -177,6 +177,7 @@ def _run_probe(pm: pluggy.PluginManager, probe: _Probe, ctx: FetchContext) -> No
             probe.outcome, probe.detail = "error", f"bug: fetch returned {type(md).__name__}"
         else:
             md.provider = probe.provider
+            _drop_unprintable(md, ctx.log)
             md.userdata = decode_userdata(md.userdata)
             probe.metadata = md
             if md.userdata is not None:
@@ -194,6 +195,32 @@ def _run_probe(pm: pluggy.PluginManager, probe: _Probe, ctx: FetchContext) -> No
     finally:
         probe.elapsed_ms = round((time.monotonic() - start) * 1000)
         probe.done.set()
+
+
+# Metadata fields that become one-line files (and the node's hostname): no control characters.
+_ONE_LINE_FIELDS = (
+    "instance_id",
+    "hostname",
+    "local_hostname",
+    "region",
+    "zone",
+    "public_ipv4",
+    "local_ipv4",
+)
+
+
+def _drop_unprintable(md: Metadata, log: Callable[[str], None]) -> None:
+    """Clear one-line fields and drop keys that hold control characters (a newline in a hostname
+    would become a second line in ``local_hostname``); each is logged."""
+    for name in _ONE_LINE_FIELDS:
+        value = getattr(md, name)
+        if value is not None and (not isinstance(value, str) or not value.isprintable()):
+            log(f"ignoring {name}: {str(value)[:60]!r} is not one printable line")
+            setattr(md, name, None)
+    keys = [k for k in md.ssh_keys if isinstance(k, str) and k.isprintable()]
+    if len(keys) != len(md.ssh_keys):
+        log(f"ignoring {len(md.ssh_keys) - len(keys)} ssh key(s) that are not one printable line")
+        md.ssh_keys = keys
 
 
 def fetch(

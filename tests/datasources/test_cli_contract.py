@@ -265,3 +265,25 @@ def test_fetch_help_states_the_contract(base_env: dict[str, str]) -> None:
         "examples:",
     ):
         assert needle in text, needle
+
+
+def test_control_characters_never_reach_the_one_line_files(
+    emulators: StartEmulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    good_key = "ssh-ed25519 AAAAgood k@good"
+    emu = emulators(
+        "vultr",
+        hostname="node\nsecond-line",
+        ssh_keys=[good_key, "ssh-ed25519 AAAA\x1b[2J k@tty"],
+        userdata=b"ud",
+    )
+    out = tmp_path / "o"
+    run = run_cli(
+        "fetch", "vultr", "--output", str(out), "--json", env={**base_env, url_env("vultr"): emu.url}
+    )
+    assert run.returncode == 0, run.stderr
+    assert not (out / "hostname").exists() and not (out / "local_hostname").exists()
+    assert (out / "ssh" / "authorized_keys").read_text() == good_key + "\n"
+    assert json.loads((out / "metadata.json").read_text())["hostname"] is None
+    assert "vultr: ignoring hostname: 'node\\nsecond-line' is not one printable line" in run.stderr
+    assert "ignoring 1 ssh key(s)" in run.stderr
