@@ -96,6 +96,7 @@ class _Probe:
     metadata: Metadata | None = None
     elapsed_ms: int = 0
     started: float = field(default_factory=time.monotonic)
+    claimed: bool = False  # DMI names this provider's cloud: silence is an error, not absence
 
 
 def resolve_providers(names: Sequence[str], table: ProviderTable) -> list[str]:
@@ -269,6 +270,7 @@ def fetch(
         probe = _Probe(name)
         probes.append(probe)
         cloud = table.info(name).cloud
+        probe.claimed = claimed is not None and cloud == claimed
         if claimed is not None and cloud is not None and cloud != claimed:
             probe.outcome, probe.detail = "absent", f"skipped: DMI names {claimed}"
             probe.done.set()
@@ -293,7 +295,12 @@ def _walk_in_order(probes: list[_Probe], deadline: float, log: Callable[[str], N
     for probe in probes:
         if not probe.done.wait(max(0.0, deadline - time.monotonic())):
             elapsed = round((time.monotonic() - probe.started) * 1000)
-            attempt = Attempt(probe.provider, "absent", "gave no answer before the deadline", elapsed)
+            if probe.claimed:
+                attempt = Attempt(
+                    probe.provider, "error", "no answer before the deadline (DMI names it)", elapsed
+                )
+            else:
+                attempt = Attempt(probe.provider, "absent", "gave no answer before the deadline", elapsed)
         else:
             attempt = Attempt(probe.provider, probe.outcome, probe.detail, probe.elapsed_ms)
         attempts.append(attempt)

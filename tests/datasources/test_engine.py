@@ -206,3 +206,35 @@ def test_a_provider_bug_is_an_error_outcome_and_the_search_goes_on(
     result = engine.fetch(["buggy", "aws"], 5, {**base_env, url_env("aws"): aws.url}, Dmi(), pm=pm)
     assert [a.outcome for a in result.attempts] == ["error", "userdata"]
     assert result.attempts[0].detail.startswith("bug: KeyError")
+
+
+class _DeadlineIgnoringPlugin:
+    """A third-party-style provider that ignores ctx.deadline (sleeps past it)."""
+
+    @hookimpl
+    def datasources_providers(self) -> list[ProviderInfo]:
+        return [ProviderInfo("sleepy", "sleepycloud", 1)]
+
+    @hookimpl
+    def datasources_dmi_claims(self, dmi: Dmi) -> list[str] | None:
+        return ["sleepycloud"] if dmi.sys_vendor == "Sleepy" else None
+
+    @hookimpl
+    def datasources_fetch(self, provider: str, ctx: FetchContext) -> Metadata | None:
+        if provider != "sleepy":
+            return None
+        time.sleep(3)
+        return Metadata(provider, userdata=b"too late")
+
+
+@pytest.mark.parametrize(("vendor", "outcome"), [("", "absent"), ("Sleepy", "error")])
+def test_a_provider_that_ignores_the_deadline_is_left_behind(
+    vendor: str, outcome: str, base_env: dict[str, str]
+) -> None:
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(_DeadlineIgnoringPlugin(), "sleepy")
+    start = time.monotonic()
+    result = engine.fetch(["sleepy"], 1, base_env, Dmi(sys_vendor=vendor), pm=pm, log=lambda _l: None)
+    assert time.monotonic() - start < 1.0
+    assert result.metadata is None
+    assert [a.outcome for a in result.attempts] == [outcome]
