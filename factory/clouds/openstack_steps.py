@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import openstack.exceptions as os_exc
 from openstack.connection import Connection
 
 from factory.clouds import openstack_client as oc
@@ -95,6 +96,19 @@ def resolve_targets(conn: Connection, args: argparse.Namespace) -> Resolved:
     )
 
 
+def _one_line_errors(run: Callable[[BakeContext], None]) -> Callable[[BakeContext], None]:
+    """SDK errors leave a step as :class:`StepFailed` with one line (HTTP status and the service's
+    message), not the SDK's multi-part text with the request URL."""
+
+    def guarded(ctx: BakeContext) -> None:
+        try:
+            run(ctx)
+        except os_exc.SDKException as exc:
+            raise StepFailed(oc.one_line(exc)) from exc
+
+    return guarded
+
+
 class OpenStackBake:
     """One OpenStack bake: options, the connection and the ids found so far; :meth:`steps` lists them."""
 
@@ -128,6 +142,9 @@ class OpenStackBake:
 
     def steps(self) -> list[Step]:
         """The ordered pipeline steps (their ``plan`` is what ``--dry-run`` prints)."""
+        return [Step(s.name, _one_line_errors(s.run), s.plan) for s in self._steps()]
+
+    def _steps(self) -> list[Step]:
         a = self.args
         return [
             Step(
