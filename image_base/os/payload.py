@@ -102,6 +102,16 @@ def install_k3s(tree: Path, k3s: Path | None) -> None:
         (tree / "usr/bin" / link).symlink_to("k3s")
 
 
+#: The node's /etc/hosts. The metadata line is what GCE's own images carry: the gcp datasource asks
+#: ``metadata.google.internal``, which only GCE's DNS answers (not QEMU's user network, not a private
+#: resolver); elsewhere it is harmless, since the gcp provider also requires ``Metadata-Flavor: Google``.
+HOSTS = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "169.254.169.254\tmetadata.google.internal metadata\n"
+)
+
+
 def write_identity(tree: Path, version: str, k3s_note: str) -> None:
     """Write ``/etc/os-release``, ``/etc/hostname``, ``/etc/hosts`` and an empty ``/etc/fstab``."""
     os_release = tree / "etc/os-release"
@@ -117,6 +127,6 @@ def write_identity(tree: Path, version: str, k3s_note: str) -> None:
         'HOME_URL="https://github.com/rancher/k3os"\n'
     )
     (tree / "etc/hostname").write_text("k3os\n")
-    (tree / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    (tree / "etc/hosts").write_text(HOSTS)
     (tree / "etc/issue").write_text(f"k3OS factory {version} \\n \\l\n\n")
     (tree / "etc/fstab").write_text("# k3os-factory: mounts are made by the initrd\n")

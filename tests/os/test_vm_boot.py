@@ -34,6 +34,11 @@ def test_iso_layout_and_os_release(built_iso: build.BuildResult, tmp_path: Path)
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert 'K3S="built without Kubernetes (no k3s binary given)"' in os_release
+    hosts = subprocess.run(
+        ["unsquashfs", "-cat", str(tmp_path / "root.squashfs"), "etc/hosts"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    assert "169.254.169.254\tmetadata.google.internal metadata" in hosts.splitlines()  # for gcp
 
 
 def test_live_boot_reaches_ready_line(built_iso: build.BuildResult, tmp_path: Path) -> None:
