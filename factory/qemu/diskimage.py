@@ -2,9 +2,10 @@
 
 After the takeover the state filesystem's free blocks still hold the deleted base OS, so a plain
 convert carries hundreds of MiB of garbage. :func:`trim_state_filesystem` replays the journal and
-punches holes for every free block (``e2fsck -E discard`` on a ``disk.raw?offset=N`` file, which
-e2fsprogs turns into ``fallocate(PUNCH_HOLE)``); :func:`root_entries` lists the filesystem's top level
-with ``debugfs`` so the bake can check that the takeover really happened.
+punches holes for every free block (``e2fsck -E discard`` on a sparse copy of the partition, which
+e2fsprogs turns into ``fallocate(PUNCH_HOLE)``, copied back with ``qemu-img convert``);
+:func:`root_entries` lists the filesystem's top level with ``debugfs`` so the bake can check that
+the takeover really happened.
 """
 
 from __future__ import annotations
@@ -63,31 +64,27 @@ def state_partition(raw: Path) -> Partition | None:
 
 def trim_state_filesystem(raw: Path, part: Partition, work: Path) -> str:
     """Replay the journal, check, and drop the free blocks of ``part`` inside ``raw``; returns e2fsck's
-    summary line. The filesystem is copied out sparsely (e2fsck cannot re-open ``?offset=`` names
-    after a journal replay), checked with ``-E discard`` (holes for free blocks), and written back
-    over a punched hole. Raises RuntimeError when e2fsck leaves errors (exit >= 4)."""
+    summary line. Raises RuntimeError when e2fsck leaves errors (exit >= 4).
+
+    e2fsck cannot re-open a ``?offset=`` name after a journal replay, so the filesystem is copied out
+    and back with ``qemu-img convert`` through the raw driver's ``offset``/``size`` window: it reads
+    only the allocated extents (SEEK_DATA) and writes zeros as holes, so both copies cost well under a
+    second for the 4 GiB partition (``dd conv=sparse`` read every zero: 17-70 s here). ``e2fsck -E
+    discard`` punches out the free blocks of the copy, and the copy-back turns them into holes of
+    ``raw``, so the deleted base OS no longer reaches the compressed image."""
     fs = work / "state-fs.img"
     fs.unlink(missing_ok=True)
-    dd = ["dd", "bs=4M", "status=none", "conv=sparse"]
-    _run(
-        [
-            *dd,
-            f"if={raw}",
-            f"of={fs}",
-            "iflag=skip_bytes,count_bytes",
-            f"skip={part.offset}",
-            f"count={part.size}",
-        ]
-    )
-    out = subprocess.run(["e2fsck", "-f", "-y", "-E", "discard", str(fs)], capture_output=True, text=True)
-    if out.returncode >= 4:
+    window = f"driver=raw,offset={part.offset},size={part.size},file.driver=file,file.filename={raw}"
+    _run(["qemu-img", "convert", "-O", "raw", "--image-opts", window, str(fs)])
+    try:
+        out = subprocess.run(["e2fsck", "-f", "-y", "-E", "discard", str(fs)], capture_output=True, text=True)
+        if out.returncode >= 4:
+            raise RuntimeError(
+                f"e2fsck failed ({out.returncode}): {(out.stdout + out.stderr).strip()[-300:]}"
+            )
+        _run(["qemu-img", "convert", "-n", "-f", "raw", str(fs), "--target-image-opts", window])
+    finally:
         fs.unlink(missing_ok=True)
-        raise RuntimeError(f"e2fsck failed ({out.returncode}): {(out.stdout + out.stderr).strip()[-300:]}")
-    _run(["fallocate", "--punch-hole", "--offset", str(part.offset), "--length", str(part.size), str(raw)])
-    _run(
-        [*dd[:-1], "conv=sparse,notrunc", f"if={fs}", f"of={raw}", "oflag=seek_bytes", f"seek={part.offset}"]
-    )
-    fs.unlink()
     lines = [line for line in out.stdout.splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
