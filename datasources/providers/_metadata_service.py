@@ -16,6 +16,7 @@ from typing import Any
 
 from datasources import http
 from datasources.model import FetchContext, NotDetected, ProviderError
+from datasources.providers._documents import parse_json_object as parse_json_object  # re-exported
 
 # Transport failures where nothing HTTP came back: the service may simply not be there.
 _SILENT_KINDS = frozenset({"refused", "unreachable", "timeout", "dns", "reset"})
@@ -126,19 +127,6 @@ def body_unless_missing(resp: http.Response, path: str) -> bytes | None:
         return None
     body = require_ok(resp, path)
     return body or None
-
-
-def parse_json_object(body: bytes, what: str) -> dict[str, Any]:
-    """Parse a JSON object, raising :class:`ProviderError` on anything else."""
-    import json
-
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise ProviderError(f"{what}: not valid JSON ({str(exc)[:80]})") from None
-    if not isinstance(doc, dict):
-        raise ProviderError(f"{what}: expected a JSON object, got {type(doc).__name__}")
-    return doc
 
 
 def text(value: object) -> str | None:

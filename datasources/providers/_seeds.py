@@ -6,8 +6,10 @@ Pure functions over bytes already read from the volume; no I/O. Garbage raises P
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from datasources.model import Metadata, ProviderError
+from datasources.providers._documents import parse_json_object, parse_yaml_mapping
 
 MAX_KEY_NESTING = 4
 
@@ -17,7 +19,7 @@ def _userdata(raw: bytes | None) -> bytes | None:
     return raw if raw else None
 
 
-def _scalar(doc: Mapping[object, object], *names: str, source: str) -> str | None:
+def _scalar(doc: Mapping[Any, Any], *names: str, source: str) -> str | None:
     """The first of ``names`` present in ``doc`` as a string (numbers converted); None if absent."""
     for name in names:
         value = doc.get(name)
@@ -62,20 +64,7 @@ def nocloud_metadata(provider: str, meta_data: bytes | None, userdata: bytes | N
 
     :raises ProviderError: meta-data is not YAML, not a mapping, or has a field of the wrong type.
     """
-    doc: object = {}
-    if meta_data is not None and meta_data.strip():
-        import yaml
-
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        try:
-            doc = yaml.load(meta_data, Loader=loader)  # noqa: S506 - a safe loader
-        except yaml.YAMLError as exc:
-            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ProviderError(f"meta-data is not valid YAML: {first_line}") from None
-        if doc is None:
-            doc = {}
-    if not isinstance(doc, dict):
-        raise ProviderError(f"meta-data is not a YAML mapping but {type(doc).__name__}")
+    doc = parse_yaml_mapping(meta_data or b"", "meta-data", empty_is_mapping=True)
     source = "meta-data"
     local_hostname = _scalar(doc, "local-hostname", "local_hostname", source=source)
     hostname = _scalar(doc, "hostname", source=source)
@@ -102,15 +91,8 @@ def config_drive_metadata(provider: str, meta_json: bytes, userdata: bytes | Non
 
     :raises ProviderError: meta_data.json is not a JSON object or has a field of the wrong type.
     """
-    import json
-
     source = "meta_data.json"
-    try:
-        doc = json.loads(meta_json)
-    except (ValueError, RecursionError) as exc:
-        raise ProviderError(f"{source} is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ProviderError(f"{source} is not a JSON object but {type(doc).__name__}")
+    doc = parse_json_object(meta_json, source)
     keys = ssh_keys_from(doc.get("public_keys"), source)
     if not keys and isinstance(doc.get("keys"), list):
         data = [k.get("data") for k in doc["keys"] if isinstance(k, dict) and k.get("type", "ssh") == "ssh"]

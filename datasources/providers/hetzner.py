@@ -7,11 +7,10 @@ when this provider runs.
 
 from __future__ import annotations
 
-from typing import Any
-
 from datasources import hookimpl
-from datasources.model import Dmi, FetchContext, Metadata, ProviderError, ProviderInfo
+from datasources.model import Dmi, FetchContext, Metadata, ProviderInfo
 from datasources.providers import _metadata_service as svc
+from datasources.providers._documents import parse_yaml_mapping
 
 NAME = "hetzner"
 BASE_URL = "http://169.254.169.254"
@@ -48,7 +47,7 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
     if provider != NAME:
         return None
     service = svc.MetadataService(ctx, claimed=dmi_names_hetzner(ctx.dmi))
-    doc = parse_yaml_mapping(service.probe(METADATA_PATH, "Hetzner"))
+    doc = parse_yaml_mapping(service.probe(METADATA_PATH, "Hetzner"), "metadata")
     userdata = svc.body_unless_missing(service.get(USERDATA_PATH), USERDATA_PATH)
     instance_id = svc.text(doc.get("instance-id"))
     serial = ctx.dmi.product_serial.strip()
@@ -67,20 +66,6 @@ def datasources_fetch(provider: str, ctx: FetchContext) -> Metadata | None:
         ssh_keys=svc.key_lines(svc.sequence(doc.get("public-keys"))),
         userdata=userdata,
     )
-
-
-def parse_yaml_mapping(body: bytes) -> dict[str, Any]:
-    """Parse the metadata YAML, raising :class:`ProviderError` on anything but a mapping."""
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, and no deep Python recursion
-    try:
-        doc = yaml.load(body, Loader=loader)  # a safe loader either way
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:
-        raise ProviderError(f"metadata: not valid YAML ({type(exc).__name__})") from None
-    if not isinstance(doc, dict):
-        raise ProviderError(f"metadata: expected a YAML mapping, got {type(doc).__name__}")
-    return doc
 
 
 def private_network_ip(networks: object) -> str | None:

@@ -50,3 +50,22 @@ def test_random_corruption_of_filesystem_structures(tmp_path: Path, kind: str) -
                 handle.seek(pos)
                 handle.write(pristine[pos : pos + 1])
     assert outcomes.get("read", 0) < 150, "the mutations never touched anything that matters"
+
+
+@pytest.mark.parametrize(
+    "meta_data",
+    [b"[" * 5000 + b"]" * 5000, b"{a: " * 3000 + b"1" + b"}" * 3000, b"- a\n", b"key: [unclosed\n"],
+)
+def test_hostile_meta_data_is_a_provider_error(meta_data: bytes) -> None:
+    # Deep nesting must end as a ProviderError, never as RecursionError (a "bug" outcome).
+    from datasources.providers._seeds import nocloud_metadata
+
+    with pytest.raises(ProviderError, match="meta-data"):
+        nocloud_metadata("cdrom", meta_data, b"#cloud-config\n")
+
+
+def test_deeply_nested_config_drive_json_is_a_provider_error() -> None:
+    from datasources.providers._seeds import config_drive_metadata
+
+    with pytest.raises(ProviderError, match="meta_data.json"):
+        config_drive_metadata("cdrom", b"[" * 100_000, None)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from datasources.model import ProviderError
-from datasources.providers import hetzner
+from datasources.providers._documents import parse_yaml_mapping
 from tests.providers._raw import get
 from tests.providers.conftest import KEYS, USERDATA, StartEmulator, fetch_ok
 
@@ -48,7 +48,7 @@ def test_metadata_yaml_and_leaves(emulator: StartEmulator) -> None:
 @pytest.mark.parametrize("body", [b"- a list\n", b"key: [unclosed\n", b"\x00\xff", b"[" * 5000, b""])
 def test_bad_yaml_is_an_error(body: bytes) -> None:
     with pytest.raises(ProviderError):
-        hetzner.parse_yaml_mapping(body)
+        parse_yaml_mapping(body, "metadata")
 
 
 def test_yaml_is_not_imported_by_loading_the_plugin() -> None:
