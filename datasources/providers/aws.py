@@ -273,14 +273,14 @@ def _opt_str(value: object) -> str | None:
 def _region(document: object, zone: str | None) -> str | None:
     """The region of the identity document, else the zone without its letter."""
     if isinstance(document, bytes) and document:
-        import json
+        from datasources.providers._documents import parse_json_object
 
         try:
-            doc = json.loads(document)
-        except ValueError:
-            doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("region"), str) and doc["region"]:
-            return str(doc["region"])
+            region = parse_json_object(document, "instance identity document").get("region")
+        except ProviderError:
+            region = None  # the zone still gives it
+        if isinstance(region, str) and region.strip():
+            return region.strip()
     if zone and zone[-1].isalpha():
         return zone[:-1]
     return None

@@ -7,6 +7,8 @@ import time
 import pytest
 
 from datasources import engine
+from datasources.emulator.aws import AwsEmulator
+from datasources.emulator.base import EmulatorConfig
 from datasources.http import request
 from datasources.model import Dmi
 from datasources.providers.aws import claims_aws
@@ -176,3 +178,22 @@ def test_emulator_listings(emulators: StartEmulator) -> None:
     assert get("/2009-04-04/meta-data/instance-id") == (200, "i-0123456789abcdef0")
     assert get("/latest/user-data")[0] == 404
     assert '"region": "us-east-1"' in get("/latest/dynamic/instance-identity/document")[1]
+
+
+class _HostileDocumentEmulator(AwsEmulator):
+    """IMDS whose identity document is JSON nested far too deeply."""
+
+    def _leaves(self) -> dict[str, str]:
+        leaves = super()._leaves()
+        leaves["dynamic/instance-identity/document"] = "[" * 100_000
+        return leaves
+
+
+def test_hostile_identity_document_only_costs_the_region_from_it(base_env: dict[str, str]) -> None:
+    emu = _HostileDocumentEmulator(EmulatorConfig(userdata=b"ud", zone="eu-west-1b")).start()
+    try:
+        result = fetch_aws(emu.url, base_env)
+    finally:
+        emu.stop()
+    assert result.attempts[0].outcome == "userdata", result.attempts
+    assert result.metadata is not None and result.metadata.region == "eu-west-1"
