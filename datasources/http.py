@@ -165,7 +165,7 @@ class _Reader:
         while len(self.buffer) < size:
             if not self.fill():
                 raise TransportError("truncated", f"body ended {size - len(self.buffer)} bytes early")
-        data = bytes(self.buffer[:size])
+        data = bytes(memoryview(self.buffer)[:size])  # one copy, not a slice and then a copy
         del self.buffer[:size]
         return data
 

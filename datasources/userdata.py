@@ -6,6 +6,8 @@ Base64 is the providers' business (only where their cloud marks it). An empty pa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 MAX_USERDATA = 16 * 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 256 * 1024
@@ -39,9 +41,20 @@ def decode_userdata(raw: bytes | None, limit: int = MAX_USERDATA) -> bytes | Non
 
 
 def _gunzip(raw: bytes, limit: int) -> bytes:
+    """Decompress every gzip member of ``raw``; the size is checked first, holding nothing, so a
+    compression bomb costs one chunk of memory, not ``limit`` bytes."""
+    for _ in _gunzip_pieces(raw, limit):
+        pass
+    return b"".join(_gunzip_pieces(raw, limit))
+
+
+def _gunzip_pieces(raw: bytes, limit: int) -> Iterator[bytes]:
+    """The decompressed data of ``raw`` in pieces of at most one chunk.
+
+    :raises UserdataError: corrupt or truncated gzip, or more than ``limit`` bytes in all.
+    """
     import zlib
 
-    out: list[bytes] = []
     size = 0
     pending = raw
     while pending:
@@ -56,7 +69,7 @@ def _gunzip(raw: bytes, limit: int) -> bytes:
             if size > limit:
                 raise UserdataError(f"gzip userdata larger than {limit} bytes once decompressed")
             if piece:
-                out.append(piece)
+                yield piece
             chunk_in = d.unconsumed_tail
             if d.eof or (not chunk_in and not piece):
                 break
@@ -64,4 +77,3 @@ def _gunzip(raw: bytes, limit: int) -> bytes:
             raise UserdataError("corrupt gzip userdata: truncated stream")
         # A gzip file may hold several members; anything else after the end is ignored.
         pending = d.unused_data if d.unused_data[:2] == GZIP_MAGIC else b""
-    return b"".join(out)

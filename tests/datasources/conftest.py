@@ -105,3 +105,23 @@ def run_cli(*args: str, env: Mapping[str, str], timeout: float = 30) -> CliRun:
         [DATASOURCES, *args], env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
     )
     return CliRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
+
+
+# Runs in a small helper interpreter: Linux charges a child the peak RSS of the process it was
+# forked/vforked from as its own ru_maxrss, so measured from pytest itself every child would
+# look at least as big as pytest.
+_PEAK_RSS_HELPER = """
+import os, sys
+null = os.open(os.devnull, os.O_WRONLY)
+pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, null, 1)])
+_, status, usage = os.wait4(pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def exit_code_and_peak_rss(argv: list[str], env: Mapping[str, str]) -> tuple[int, int]:
+    """Run ``argv``; its exit code and its own peak RSS in KiB."""
+    helper = [sys.executable, "-S", "-c", _PEAK_RSS_HELPER, *argv]
+    done = subprocess.run(helper, env=dict(env), capture_output=True, text=True, check=True, timeout=60)
+    code, peak = done.stdout.split()
+    return int(code), int(peak)
