@@ -202,12 +202,35 @@ def _cmd_list() -> int:
     from datasources.plugins import get_plugin_manager, plugin_of, provider_table
 
     pm = get_plugin_manager(load_entrypoints=True)
+    lines = []
     for info in provider_table(pm).providers:
         extra = f" (alias: {', '.join(info.aliases)})" if info.aliases else ""
         origin = plugin_of(pm, info.name) or "?"
         cloud = info.cloud or "-"
-        sys.stdout.write(f"{info.name}\tcloud={cloud}\torder={info.order}\tplugin={origin}{extra}\n")
+        lines.append(f"{info.name}\tcloud={cloud}\torder={info.order}\tplugin={origin}{extra}\n")
+    _print("".join(lines))
     return EXIT_DETECTED
+
+
+def _print(text: str) -> None:
+    """Write ``text`` to stdout; a closed stdout or pipe costs one log line, not a traceback.
+
+    At boot stdout may be closed; the files are what matters, so the exit code stays that of
+    the command.
+    """
+    try:
+        if sys.stdout is None:
+            raise BrokenPipeError("stdout is closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"datasources: cannot write to stdout ({exc})\n")
+        try:  # keep the interpreter's final flush from failing again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if sys.stdout is not None:
+                os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 def _cmd_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -246,7 +269,7 @@ def _cmd_fetch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             "files": files,
             "attempts": [a.as_dict() for a in result.attempts],
         }
-        sys.stdout.write(json.dumps(doc) + "\n")
+        _print(json.dumps(doc) + "\n")
     return EXIT_DETECTED if result.metadata is not None else EXIT_NONE
 
 

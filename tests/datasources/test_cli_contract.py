@@ -287,3 +287,28 @@ def test_control_characters_never_reach_the_one_line_files(
     assert json.loads((out / "metadata.json").read_text())["hostname"] is None
     assert "vultr: ignoring hostname: 'node\\nsecond-line' is not one printable line" in run.stderr
     assert "ignoring 1 ssh key(s)" in run.stderr
+
+
+@pytest.mark.parametrize("command", [["fetch", "aws", "--json"], ["list"]])
+def test_a_closed_stdout_costs_a_log_line_not_a_traceback(
+    command: list[str], emulators: StartEmulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from .conftest import DATASOURCES
+
+    aws = emulators("aws", userdata=b"ud")
+    out = tmp_path / "o"
+    args = [*command, "--output", str(out)] if command[0] == "fetch" else command
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$@" >&-', "sh", DATASOURCES, *args],
+        env={**base_env, url_env("aws"): aws.url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "datasources: cannot write to stdout" in proc.stderr
+    if command[0] == "fetch":
+        assert (out / "userdata").read_bytes() == b"ud"
