@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,17 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from image_base.os import build, inputs
+from image_base.os import build
+from tests.qemu.vm_inputs import shared_iso
 
 READY_PREFIX = b"k3os-factory: ready "
 
 
 @pytest.fixture(scope="session")
-def built_iso(tmp_path_factory: pytest.TempPathFactory) -> build.BuildResult:
-    """The ISO from the current sources (reused from the repo's cache when the inputs are unchanged)."""
-    output = tmp_path_factory.mktemp("iso") / "k3os.iso"
-    options = build.BuildOptions(output=output, cache_dir=inputs.default_cache_dir())
-    return build.build_iso(options, lambda message: print(f"iso: {message}", file=sys.stderr))
+def built_iso() -> build.BuildResult:
+    """The ISO from the current sources, shared with the other VM tests (one build per session)."""
+    return shared_iso()
 
 
 @dataclass

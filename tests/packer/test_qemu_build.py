@@ -1,6 +1,7 @@
-"""A real ``packer build`` of packer/qemu (TCG) through ``factory packer build``: base disk and ISO
-from ``factory base build`` / ``factory iso build`` (their caches make this cheap when warm), then
-``factory verify qemu`` must accept the image Packer produced."""
+"""A real ``packer build`` of packer/qemu (TCG) through ``factory packer build`` on the base disk and
+ISO the other VM tests share (built once per session), then ``factory verify qemu`` must accept the
+image Packer produced: as gcp, so the one boot also proves the gcp path (metadata.google.internal
+resolved by the image's /etc/hosts, Metadata-Flavor header, gcp DMI)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.packer.conftest import FACTORY, REPO
+from tests.qemu.vm_inputs import shared_base_disk, shared_iso, vm_cache_dir
 
 pytestmark = [
     pytest.mark.vm,
@@ -22,7 +24,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed (make apt)"),
 ]
 
-CACHE = Path(os.environ.get("FACTORY_CACHE_DIR") or REPO / ".cache" / "k3os-factory")
+CACHE = vm_cache_dir()
 
 
 def _factory(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -34,23 +36,10 @@ def _factory(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return res
 
 
-def _require_command(*words: str) -> None:
-    res = _factory(*words, "--help", timeout=60)
-    if res.returncode != 0:
-        pytest.skip(f"`factory {' '.join(words)}` is not available yet: {res.stderr.strip()[-200:]}")
-
-
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    _require_command("base", "build")
-    _require_command("iso", "build")
-    root = tmp_path_factory.mktemp("packer-inputs")
-    base, iso = root / "base.qcow2", root / "k3os.iso"
-    res = _factory("base", "build", "--output", str(base), timeout=1200)
-    assert res.returncode == 0, res.stderr[-2000:]
-    res = _factory("iso", "build", "--output", str(iso), timeout=1200)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return base, iso
+def inputs() -> tuple[Path, Path]:
+    """The session's shared base disk and ISO (read-only: Packer boots an overlay on the base disk)."""
+    return shared_base_disk().path, shared_iso().path
 
 
 def test_packer_builds_an_image_that_verify_accepts(inputs: tuple[Path, Path], tmp_path: Path) -> None:
@@ -80,6 +69,9 @@ def test_packer_builds_an_image_that_verify_accepts(inputs: tuple[Path, Path], t
     serial = (tmp_path / "images" / "logs" / "k3os-packer-vm-test.serial.log").read_text(errors="replace")
     assert "k3os-factory-builder: install done" in serial and "takeover done" in serial
 
-    _require_command("verify", "qemu")
-    res = _factory("verify", "qemu", str(image), "--keep-log", str(tmp_path / "verify.log"), timeout=900)
+    res = _factory(
+        "verify", "qemu", str(image), "--provider", "gcp", "--keep-log", str(tmp_path / "verify.log"),
+        timeout=900,
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "ready provider=gcp userdata=yes" in res.stderr

@@ -19,7 +19,8 @@ from factory.qemu.argv import UserNet, VmSpec, qemu_argv
 from factory.qemu.process import QemuProcess
 from factory.qemu.seed import write_seed_iso
 from factory.qemu.serial import SerialWatcher, watch
-from image_base.base_disk import BaseDisk, build_base_disk
+from image_base.base_disk import BaseDisk
+from tests.qemu.vm_inputs import shared_base_disk, shared_iso, vm_cache_dir
 
 pytestmark = [
     pytest.mark.vm,
@@ -27,7 +28,7 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("FACTORY_CACHE_DIR") or REPO / ".cache" / "k3os-factory")
+CACHE = vm_cache_dir()
 FACTORY = [sys.executable, "-m", "factory.cli"]
 
 
@@ -42,15 +43,12 @@ def _factory(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def base_disk() -> BaseDisk:
-    return build_base_disk(cache_dir=CACHE, output=None)
+    return shared_base_disk()
 
 
 @pytest.fixture(scope="session")
-def k3os_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    iso = tmp_path_factory.mktemp("iso") / "k3os.iso"
-    res = _factory("iso", "build", "--output", str(iso), timeout=900)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return iso
+def k3os_iso() -> Path:
+    return shared_iso().path
 
 
 @pytest.fixture(scope="session")
