@@ -26,6 +26,8 @@ KNOWN_FILES: tuple[str, ...] = (
     "metadata.json",
 )
 _SECRET_FILES = frozenset({"userdata", "ssh/authorized_keys"})
+# Temporary files are ".<name>.tmp-<pid>" next to their target.
+TMP_MARK = ".tmp-"
 
 
 def planned_files(md: Metadata) -> Iterator[tuple[str, bytes]]:
@@ -51,7 +53,7 @@ def planned_files(md: Metadata) -> Iterator[tuple[str, bytes]]:
 def write_atomic(path: str, content: bytes, mode: int) -> None:
     """Write ``content`` to ``path`` through a temporary file in the same directory + rename."""
     directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    tmp = os.path.join(directory, f".{name}{TMP_MARK}{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         try:
@@ -131,5 +133,22 @@ def _remove_ours(output_dir: str, keep: Sequence[str]) -> None:
             pass
         except OSError as exc:
             errors.append(OSError(exc.errno, exc.strerror, path))
+    _remove_leftover_temporaries(output_dir)
     if errors:
         raise errors[0]
+
+
+def _remove_leftover_temporaries(output_dir: str) -> None:
+    """Remove temporary files of ours that a killed run left (they may hold userdata)."""
+    for rel_dir in ("", SSH_DIR):
+        directory = os.path.join(output_dir, rel_dir)
+        names = {os.path.basename(rel) for rel in KNOWN_FILES if os.path.dirname(rel) == rel_dir}
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            stem, mark, pid = entry.rpartition(TMP_MARK)
+            if mark and pid.isdigit() and stem.startswith(".") and stem[1:] in names:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, entry))

@@ -73,3 +73,18 @@ def test_read_dmi_from_override_dir(tmp_path: Path) -> None:
     (tmp_path / "hypervisor_uuid").write_text("ec2abcd\n")
     dmi = read_dmi({"DATASOURCES_DMI_DIR": str(tmp_path)})
     assert dmi == Dmi(sys_vendor="Amazon EC2", product_uuid="ec2abcd")
+
+
+def test_temporaries_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "ssh").mkdir()
+    leftovers = [tmp_path / ".userdata.tmp-4242", tmp_path / "ssh" / ".authorized_keys.tmp-17"]
+    for path in leftovers:
+        path.write_bytes(b"secret from a killed run")
+    foreign = [tmp_path / ".other.tmp-1", tmp_path / ".userdata.tmp-x", tmp_path / "notes.tmp-3"]
+    for path in foreign:
+        path.write_bytes(b"not ours")
+    write_output(str(tmp_path), Metadata("aws", hostname="h"))
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.exists() for p in foreign)
+    write_output(str(tmp_path), None)
+    assert all(p.exists() for p in foreign)
