@@ -68,6 +68,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Log requests to stderr only with ``--verbose``."""
         if self.server.emulator.verbose:
             super().log_message(format, *args)
 

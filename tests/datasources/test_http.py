@@ -1,4 +1,4 @@
-"""The socket HTTP/1.1 client against a scripted raw TCP server on loopback.
+"""The socket HTTP/1.1 client (datasources.http, datasources.httpwire) against a scripted raw TCP server.
 
 Every case is a real connection: the server reads the request and answers with exactly the
 bytes a test gives (or closes, or hangs), so framing, limits and deadlines are exercised as
