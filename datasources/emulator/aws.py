@@ -10,6 +10,8 @@ Options (``--option KEY=VALUE``):
 - ``imds=v1``: an EC2 clone without tokens: the PUT is 405.
 - ``imds=v1-404``: an EC2 clone without tokens that answers the PUT 404 (unknown path).
 - ``rotate=N``: a token expires after it was used for N GETs (an accelerated expiry).
+- ``reject_tokens=1``: tokens are issued but every GET carrying one is 401 (a server whose
+  tokens are always stale): the client must give up after one refresh.
 - ``openstack=1``: also serve ``/openstack`` (OpenStack's EC2 tree; implies ``imds=v1``).
 
 Tokens honour their TTL (expired: 401); a PUT without a valid TTL header is 400, and a PUT
@@ -46,6 +48,7 @@ class AwsEmulator(Emulator):
         if self.mode not in IMDS_MODES:
             raise ValueError(f"imds must be one of {', '.join(IMDS_MODES)}, not {self.mode!r}")
         self.rotate = int(opts.get("rotate", "0") or 0)
+        self.reject_tokens = opts.get("reject_tokens", "") in ("1", "true", "yes")
         self.tokens: dict[str, float] = {}  # token -> expiry (wall clock)
         self.tokens_issued = 0
         self._uses: dict[str, int] = {}
@@ -73,6 +76,8 @@ class AwsEmulator(Emulator):
         return Reply(200, token.encode(), {TTL_HEADER: ttl_text, "Content-Type": "text/plain"})
 
     def _token_ok(self, token: str) -> bool:
+        if self.reject_tokens:
+            return False
         with self._lock:
             expiry = self.tokens.get(token)
             if expiry is None or expiry <= time_now():

@@ -82,6 +82,18 @@ def test_token_is_refreshed_when_it_expires(emulators: StartEmulator, base_env: 
     assert emu.tokens_issued >= 3  # type: ignore[attr-defined]
 
 
+def test_a_refreshed_token_that_is_refused_again_is_an_error_not_a_loop(
+    emulators: StartEmulator, base_env: dict[str, str]
+) -> None:
+    emu = emulators("aws", imds="required", reject_tokens=1, userdata=b"ud")
+    start = time.monotonic()
+    result = fetch_aws(emu.url, base_env)
+    assert time.monotonic() - start < 1.0
+    assert result.metadata is None
+    assert result.attempts[0].outcome == "error" and "401" in result.attempts[0].detail
+    assert emu.tokens_issued == 2, "the first token, then exactly one refresh"  # type: ignore[attr-defined]
+
+
 def test_openstack_ec2_tree_is_not_taken_for_aws(emulators: StartEmulator, base_env: dict[str, str]) -> None:
     emu = emulators("aws", openstack=1, userdata=b"ud")
     result = fetch_aws(emu.url, base_env)
