@@ -136,6 +136,11 @@ class CloudBackend(abc.ABC):
         """True for errors worth retrying inside a poll loop (throttling, 5xx)."""
         return False
 
+    def user_error(self, exc: BaseException) -> UsageError | None:
+        """A :class:`UsageError` (exit 2) for an SDK error that is the user's to fix (no or bad
+        credentials, unknown profile), else None (the command fails with exit 1)."""
+        return None
+
     def whoami(self, args: argparse.Namespace) -> dict[str, str]:
         """The identity the cloud sees (account, user/ARN, ...). UsageError without credentials."""
         raise UsageError(f"factory whoami {self.name}: not supported")

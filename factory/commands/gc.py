@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from factory.cmdutil import backend_or_error, cloud_parser, fail, parse_duration, register_cloud_command
+from factory.cmdutil import (
+    backend_or_error,
+    cloud_parser,
+    fail,
+    parse_duration,
+    quiet_exits,
+    register_cloud_command,
+)
 from factory.pipeline import EXIT_FAILED, EXIT_OK, UsageError
 
 
@@ -15,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     register_cloud_command(subparsers, "gc", "remove leftovers of failed or interrupted bakes", run)
 
 
+@quiet_exits("gc")
 def run(ns: argparse.Namespace) -> int:
     """Entry of ``factory gc CLOUD``."""
     backend = backend_or_error("gc", ns.cloud)
@@ -40,17 +48,21 @@ def run(ns: argparse.Namespace) -> int:
     except UsageError as exc:
         return fail(command, str(exc))
     except Exception as exc:
+        usage = backend.user_error(exc)
+        if usage is not None:
+            return fail(command, str(usage))
         return fail(command, f"listing leftovers failed: {exc}", EXIT_FAILED)
     if not items:
         print(f"factory {command}: nothing to remove (older than {args.older_than})", file=sys.stderr)
-        return EXIT_OK
     if args.dry_run:
-        print(f"factory {command} --dry-run: would remove {len(items)} resource(s), removing nothing:")
+        if items:
+            print(f"factory {command} --dry-run: would remove {len(items)} resource(s), removing nothing:")
         for item in items:
             age = "unknown age" if item.age_s == float("inf") else f"{int(item.age_s)}s old"
             print(f"would remove  {item.kind} {item.id} ({item.region}) bake {item.bake_id}, {age}")
         return EXIT_OK
     try:
+        # also with no items: lets the backend forget the journals of bakes with nothing left
         failed = backend.gc_remove(args, items, sys.stdout)
     except Exception as exc:
         return fail(command, f"removal failed: {exc}", EXIT_FAILED)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from factory.cmdutil import backend_or_error, cloud_parser, fail, register_cloud_command
+from factory.cmdutil import backend_or_error, cloud_parser, fail, quiet_exits, register_cloud_command
 from factory.pipeline import EXIT_FAILED, EXIT_OK, UsageError
 
 
@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     register_cloud_command(subparsers, "images", "list or prune the images this factory produced", run)
 
 
+@quiet_exits("images")
 def run(ns: argparse.Namespace) -> int:
     """Entry of ``factory images CLOUD {list,prune}``."""
     backend = backend_or_error("images", ns.cloud)
@@ -39,6 +40,9 @@ def run(ns: argparse.Namespace) -> int:
     except UsageError as exc:
         return fail(command, str(exc))
     except Exception as exc:
+        usage = backend.user_error(exc)
+        if usage is not None:
+            return fail(command, str(usage))
         return fail(command, f"listing images failed: {exc}", EXIT_FAILED)
     if args.action == "list":
         if args.json:

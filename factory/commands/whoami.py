@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from factory.cmdutil import backend_or_error, cloud_parser, fail, register_cloud_command
+from factory.cmdutil import backend_or_error, cloud_parser, fail, quiet_exits, register_cloud_command
 from factory.pipeline import EXIT_FAILED, EXIT_OK, UsageError
 
 
@@ -14,6 +14,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     register_cloud_command(subparsers, "whoami", "show the cloud identity the credentials resolve to", run)
 
 
+@quiet_exits("whoami")
 def run(ns: argparse.Namespace) -> int:
     """Entry of ``factory whoami CLOUD``."""
     backend = backend_or_error("whoami", ns.cloud)
@@ -28,6 +29,9 @@ def run(ns: argparse.Namespace) -> int:
     except UsageError as exc:
         return fail(f"whoami {backend.name}", str(exc))
     except Exception as exc:
+        usage = backend.user_error(exc)
+        if usage is not None:
+            return fail(f"whoami {backend.name}", str(usage))
         return fail(f"whoami {backend.name}", str(exc), EXIT_FAILED)
     if args.json:
         print(json.dumps(who))
