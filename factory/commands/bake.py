@@ -1,42 +1,50 @@
 """``factory bake CLOUD [options]``: validate everything, then run the cloud's steps in a :class:`Pipeline`.
 
-Order: parse (common + cloud flags) -> load and validate the k3OS config (exit 2 naming the bad key)
--> backend.validate (exit 2) -> ``--dry-run`` prints the plan and stops -> preflight (whoami) -> pipeline
--> manifest (+ ``--json`` summary on stdout). Nothing is created before the preflight succeeded.
+Order: parse (common + cloud flags) -> options and the k3OS config (exit 2 naming the bad key, see
+:mod:`factory.bake_options`) -> backend.validate (exit 2) -> ``--dry-run`` prints the plan and stops ->
+preflight (whoami and the cloud's own checks; exit 2 for the user's mistakes, 1 if the cloud cannot be
+reached) -> pipeline -> manifest (+ ``--json`` summary on stdout). Nothing is created before the
+preflight succeeded. stdout carries only data: the artifacts, the ``--json`` object or the dry-run plan.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import sys
+import json
+import signal
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-import yaml
-
+from factory.bake_options import (
+    DEFAULT_HEARTBEAT_S,
+    HEARTBEAT_ENV,
+    POLL_ENV,
+    add_common_arguments,
+    build_request,
+    env_seconds,
+    load_bake_config,
+    phase_overrides,
+)
 from factory.clouds.base import RESULT_KEY, BakeRequest, BakeResult, CloudBackend
-from factory.cmdutil import backend_or_error, cloud_parser, fail, register_cloud_command
+from factory.cmdutil import backend_or_error, cloud_parser, fail, quiet_exits, register_cloud_command
 from factory.manifest import append_build, build_record, json_summary, load_manifest
 from factory.pipeline import (
     BAKE_ID_TAG,
     EXIT_FAILED,
     EXIT_OK,
     BakeFailed,
+    BakeInterrupted,
     Pipeline,
     Redactor,
+    Step,
     Timeouts,
     UsageError,
     format_duration,
-    new_bake_id,
 )
 
-POLL_ENV = "FACTORY_POLL_SECONDS"
-HEARTBEAT_ENV = "FACTORY_HEARTBEAT_SECONDS"
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-_TAG_KEY = re.compile(r"^[^=\s][^=]*$")
+__all__ = ["POLL_ENV", "HEARTBEAT_ENV", "add_common_arguments", "load_bake_config", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,142 +52,46 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     register_cloud_command(subparsers, "bake", "bake the ISO into an image in CLOUD", run)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every ``factory bake CLOUD`` accepts (DESIGN.md, Contract: factory)."""
-    src = parser.add_mutually_exclusive_group()
-    src.add_argument("--iso-url", metavar="URL", help="k3OS ISO the builder downloads")
-    src.add_argument("--iso", metavar="PATH", help="local k3OS ISO (clouds that can use a local file)")
-    parser.add_argument("--iso-sha256", metavar="HEX", help="sha256 of the ISO (required with --iso-url)")
-    parser.add_argument("--insecure-skip-checksum", action="store_true", help="do not check the ISO")
-    parser.add_argument("--config", metavar="FILE", help="k3OS config baked into /k3os/system/config.yaml")
-    parser.add_argument("--name", metavar="NAME", help="image name (default k3os-CLOUD-<UTC time>)")
-    parser.add_argument("--tag", metavar="KEY=VALUE", action="append", default=[], help="repeatable")
-    parser.add_argument("--timeout", metavar="MINUTES", type=float, default=60.0, help="overall (default 60)")
-    parser.add_argument(
-        "--phase-timeout",
-        metavar="PHASE=MINUTES",
-        action="append",
-        default=[],
-        help="deadline of one wait phase (e.g. wait-stopped=40); repeatable",
-    )
-    parser.add_argument(
-        "--poll-interval",
-        metavar="SECONDS",
-        type=float,
-        default=None,
-        help=f"seconds between status polls (env {POLL_ENV}, default 15)",
-    )
-    parser.add_argument("--manifest", metavar="FILE", default="factory-manifest.json")
-    parser.add_argument("--json", action="store_true", help="print one JSON summary object on stdout")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, create nothing")
+def plan_object(
+    backend: CloudBackend, args: argparse.Namespace, request: BakeRequest, steps: list[Step]
+) -> dict[str, Any]:
+    """What ``--dry-run`` says will happen, as data (printed as text, or as JSON with ``--json``)."""
+    return {
+        "cloud": backend.name,
+        "dry_run": True,
+        "name": request.name,
+        "bake_id": request.bake_id,
+        "tags": {BAKE_ID_TAG: request.bake_id, **request.tags},
+        "timeout_s": request.timeout_s,
+        "poll_interval_s": request.poll_interval_s,
+        "steps": [{"name": s.name, "plan": s.plan} for s in steps],
+        "resources": backend.plan_resources(args, request),
+    }
 
 
-def _tags(pairs: list[str]) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not _TAG_KEY.match(key):
-            raise UsageError(f"--tag {pair!r}: expected KEY=VALUE")
-        if key.startswith("k3os-factory:"):
-            raise UsageError(f"--tag {key}: the k3os-factory: prefix is reserved")
-        tags[key] = value
-    return tags
+def _print_plan(plan: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(plan))
+        return
+    print(f"factory bake {plan['cloud']} --dry-run: nothing will be created")
+    print(f"bake id: {plan['bake_id']}")
+    print(f"image name: {plan['name']}")
+    print("tags: " + ", ".join(f"{k}={v}" for k, v in plan["tags"].items()))
+    print(f"overall timeout: {format_duration(plan['timeout_s'])}; poll every {plan['poll_interval_s']:g}s")
+    print("steps:")
+    for i, step in enumerate(plan["steps"], 1):
+        print(f"  {i}. {step['name']}: {step['plan']}")
+    if plan["resources"]:
+        print("resources:")
+        for res in plan["resources"]:
+            print(f"  - {res}")
 
 
-def _poll_interval(args: argparse.Namespace) -> float:
-    value: Any = args.poll_interval
-    if value is None:
-        env = os.environ.get(POLL_ENV)
-        try:
-            value = float(env) if env else 15.0
-        except ValueError:
-            raise UsageError(f"{POLL_ENV}={env!r}: not a number of seconds") from None
-    if value <= 0:
-        raise UsageError("--poll-interval must be > 0")
-    return float(value)
+def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise BakeInterrupted(signum)
 
 
-def _phase_overrides(pairs: list[str]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for pair in pairs:
-        phase, _, minutes = pair.partition("=")
-        try:
-            out[phase] = float(minutes) * 60
-        except ValueError:
-            raise UsageError(f"--phase-timeout {pair!r}: expected PHASE=MINUTES") from None
-    return out
-
-
-def load_bake_config(path: str | None, default_sources: tuple[str, ...]) -> tuple[str, list[str]]:
-    """Validate the k3OS config and default its data sources; return (yaml text, secret values)."""
-    if path is None:
-        return yaml.safe_dump({"k3os": {"data_sources": list(default_sources)}}, sort_keys=False), []
-    from image_base.config import ConfigError, dump_yaml, load_config_file, secret_values
-
-    if not Path(path).is_file():
-        raise UsageError(f"--config {path}: no such file")
-    try:
-        cfg = load_config_file(path)
-    except ConfigError as exc:
-        raise UsageError(f"--config {path}: {exc}") from None
-    secrets = [s for s in secret_values(cfg) if s]
-    data = yaml.safe_load(dump_yaml(cfg, mask_secrets=False)) or {}
-    k3os = data.setdefault("k3os", {}) if isinstance(data, dict) else None
-    if isinstance(k3os, dict) and not k3os.get("data_sources"):
-        k3os["data_sources"] = list(default_sources)
-    return yaml.safe_dump(data, sort_keys=False), secrets
-
-
-def build_request(args: argparse.Namespace, backend: CloudBackend) -> BakeRequest:
-    """Check the common options and the config; UsageError (exit 2) for any problem."""
-    if args.iso_sha256 and not _SHA256.match(args.iso_sha256):
-        raise UsageError("--iso-sha256: expected 64 hex digits")
-    if args.iso_url and not args.iso_sha256 and not args.insecure_skip_checksum:
-        raise UsageError("--iso-url needs --iso-sha256 (or --insecure-skip-checksum)")
-    if args.iso and not Path(args.iso).is_file():
-        raise UsageError(f"--iso {args.iso}: no such file")
-    if args.timeout <= 0:
-        raise UsageError("--timeout must be > 0 minutes")
-    config_yaml, secrets = load_bake_config(args.config, backend.default_data_sources)
-    name = args.name or f"k3os-{backend.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    return BakeRequest(
-        name=name,
-        iso_url=args.iso_url,
-        iso_path=args.iso,
-        iso_sha256=args.iso_sha256.lower() if args.iso_sha256 else None,
-        insecure_skip_checksum=args.insecure_skip_checksum,
-        config_yaml=config_yaml,
-        secrets=secrets,
-        tags=_tags(args.tag),
-        timeout_s=args.timeout * 60,
-        poll_interval_s=_poll_interval(args),
-        bake_id=new_bake_id(),
-    )
-
-
-def _print_plan(
-    backend: CloudBackend, args: argparse.Namespace, request: BakeRequest, steps: list[Any]
-) -> None:
-    out = sys.stdout
-    print(f"factory bake {backend.name} --dry-run: nothing will be created", file=out)
-    print(f"bake id: {request.bake_id}", file=out)
-    print(f"image name: {request.name}", file=out)
-    tags = {BAKE_ID_TAG: request.bake_id, **request.tags}
-    print("tags: " + ", ".join(f"{k}={v}" for k, v in tags.items()), file=out)
-    print(
-        f"overall timeout: {format_duration(request.timeout_s)}; poll every {request.poll_interval_s:g}s",
-        file=out,
-    )
-    print("steps:", file=out)
-    for i, step in enumerate(steps, 1):
-        print(f"  {i}. {step.name}: {step.plan}", file=out)
-    resources = backend.plan_resources(args, request)
-    if resources:
-        print("resources:", file=out)
-        for res in resources:
-            print(f"  - {res}", file=out)
-
-
+@quiet_exits("bake")
 def run(ns: argparse.Namespace) -> int:
     """Entry of ``factory bake CLOUD``."""
     backend = backend_or_error("bake", ns.cloud)
@@ -191,6 +103,7 @@ def run(ns: argparse.Namespace) -> int:
     args = parser.parse_args(ns.options)
     command = f"bake {backend.name}"
     redactor = Redactor()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         request = build_request(args, backend)
         redactor = Redactor(request.secrets)
@@ -198,22 +111,45 @@ def run(ns: argparse.Namespace) -> int:
         load_manifest(Path(args.manifest))
         steps = backend.bake_steps(args, request)
         if args.dry_run:
-            _print_plan(backend, args, request, steps)
+            _print_plan(plan_object(backend, args, request, steps), args.json)
             return EXIT_OK
         identity = backend.preflight(args)
     except UsageError as exc:
         return fail(command, redactor(str(exc)))
+    except BakeInterrupted as exc:
+        return fail(command, "interrupted before anything was created", exc.exit_code)
     except Exception as exc:
-        return fail(command, redactor(f"preflight failed: {exc}"), EXIT_FAILED)
-    heartbeat = float(os.environ.get(HEARTBEAT_ENV) or 60)
-    timeouts = Timeouts(request.timeout_s, dict(backend.phase_timeouts), _phase_overrides(args.phase_timeout))
+        usage = backend.user_error(exc)
+        if usage is not None:
+            return fail(command, redactor(str(usage)))
+        return fail(command, redactor(f"preflight failed (nothing was created): {exc}"), EXIT_FAILED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return _bake(backend, args, request, steps, identity, redactor)
+
+
+def _bake(
+    backend: CloudBackend,
+    args: argparse.Namespace,
+    request: BakeRequest,
+    steps: list[Step],
+    identity: str,
+    redactor: Redactor,
+) -> int:
+    """Run the pipeline, write the manifest, print the result; return the exit code."""
+    command = f"bake {backend.name}"
+    timeouts = Timeouts(
+        request.timeout_s,
+        dict(backend.phase_timeouts),
+        phase_overrides(args.phase_timeout, list(backend.phase_timeouts)),
+    )
     ctx = backend.new_context(
         request,
         bake_id=request.bake_id,
         redactor=redactor,
         timeouts=timeouts,
         poll_interval=request.poll_interval_s,
-        heartbeat_s=heartbeat,
+        heartbeat_s=env_seconds(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S),
     )
     ctx.log("preflight", identity)
     started = time.monotonic()
@@ -230,20 +166,22 @@ def run(ns: argparse.Namespace) -> int:
         result=result,
         redactor=redactor,
     )
-    append_build(Path(args.manifest), record)
+    try:
+        append_build(Path(args.manifest), record)
+    except (OSError, UsageError) as exc:
+        return fail(
+            command,
+            redactor(
+                f"bake {ctx.bake_id} produced {result.artifact_id} but the manifest was not written: {exc}"
+            ),
+            EXIT_FAILED,
+        )
     ctx.log("done", f"{result.artifact_id} in {format_duration(duration)}; manifest {args.manifest}")
     if args.json:
-        print(
-            redactor(
-                json_summary(
-                    cloud=backend.name,
-                    name=request.name,
-                    bake_id=ctx.bake_id,
-                    result=result,
-                    duration_s=duration,
-                )
-            )
+        summary = json_summary(
+            cloud=backend.name, name=request.name, bake_id=ctx.bake_id, result=result, duration_s=duration
         )
+        print(summary)
     else:
         for art in result.artifacts:
             print(f"{art.region}\t{art.image_id}" if art.region else art.image_id)
