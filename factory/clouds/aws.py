@@ -8,7 +8,8 @@ import re
 from typing import Any, ClassVar
 
 from factory.clouds import aws_api
-from factory.clouds.aws_gc import find_leftovers, remove_leftovers
+from factory.clouds.aws_gc import Sweep, forget_finished_journals, remove_leftovers, sweep
+from factory.clouds.aws_preflight import check_bake_targets
 from factory.clouds.aws_steps import AwsBake
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
 from factory.pipeline import BAKE_ID_TAG, STATE_COMPLETE, STATE_TAG, Step, UsageError
@@ -18,10 +19,53 @@ DEFAULT_INSTANCE_TYPE = {"amd64": "t3.small", "arm64": "t4g.small"}
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _AMI = re.compile(r"^ami-[0-9a-f]{8,17}$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_KMS_KEY = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/\S+|alias/[A-Za-z0-9/_-]+|"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
+)
+#: tags the factory sets itself on every resource (AWS allows 50 per resource)
+OWN_TAGS = 4
+MAX_TAGS = 50
 
 
 def _regions(text: str) -> list[str]:
     return [r.strip() for r in text.split(",") if r.strip()]
+
+
+def _check_encryption(args: argparse.Namespace) -> None:
+    """Combinations AWS refuses only after a whole bake: refuse them up front."""
+    if args.kms_key_id and not _KMS_KEY.match(args.kms_key_id):
+        raise UsageError(
+            f"--kms-key-id {args.kms_key_id!r}: expected a key id, mrk-<hex>, alias/NAME or a key/alias ARN"
+        )
+    encrypted = bool(args.encrypt or args.kms_key_id)
+    if encrypted and args.public:
+        raise UsageError(
+            "--public cannot be combined with --encrypt/--kms-key-id: AWS refuses public encrypted AMIs"
+        )
+    if args.encrypt and not args.kms_key_id and args.share_with:
+        raise UsageError(
+            "--share-with with --encrypt needs --kms-key-id: AMIs encrypted with the AWS managed key "
+            "cannot be shared (use a customer managed key the other accounts may use)"
+        )
+
+
+def _check_tags(tags: dict[str, str]) -> None:
+    """AWS tag rules, so a bad --tag fails here rather than at RunInstances."""
+    for key, value in tags.items():
+        if len(key) > 128 or len(value) > 256:
+            raise UsageError(
+                f"--tag {key[:40]}...: AWS allows keys up to 128 and values up to 256 characters"
+            )
+        if key.lower().startswith("aws:"):
+            raise UsageError(f"--tag {key}: the aws: prefix is reserved by AWS")
+        if key == "Name":
+            raise UsageError("--tag Name=...: the Name tag is set from --name")
+    if len(tags) > MAX_TAGS - OWN_TAGS:
+        raise UsageError(
+            f"--tag: at most {MAX_TAGS - OWN_TAGS} tags (AWS allows {MAX_TAGS}, the factory uses {OWN_TAGS})"
+        )
 
 
 class AwsBackend(CloudBackend):
@@ -42,6 +86,8 @@ class AwsBackend(CloudBackend):
         """No AWS call here; clients are made on first use."""
         self._clients: aws_api.Clients | None = None
         self._userdata = b""
+        self._image_name = ""
+        self._sweep: Sweep | None = None
 
     def clients(self, args: argparse.Namespace) -> aws_api.Clients:
         """The session/clients for ``args.region`` (made once)."""
@@ -85,6 +131,8 @@ class AwsBackend(CloudBackend):
                 raise UsageError(f"--share-with {account!r}: expected a 12-digit AWS account id")
         if args.source_ami and not _AMI.match(args.source_ami):
             raise UsageError(f"--source-ami {args.source_ami!r}: expected ami-<hex>")
+        if args.subnet_id and not _SUBNET.match(args.subnet_id):
+            raise UsageError(f"--subnet-id {args.subnet_id!r}: expected subnet-<hex>")
         args.instance_type = args.instance_type or DEFAULT_INSTANCE_TYPE[args.arch]
         if not re.match(r"^[a-z0-9-]{1,10}\.[a-z0-9-]+$", args.instance_type):
             raise UsageError(f"--instance-type {args.instance_type!r}: expected family.size (e.g. t3.small)")
@@ -92,11 +140,13 @@ class AwsBackend(CloudBackend):
             raise UsageError(
                 f"--name {request.name!r}: AMI names are 3-128 of letters, digits, ( ) [ ] . / - ' @ _"
             )
+        _check_encryption(args)
+        _check_tags(request.tags)
         self._userdata = self._render_userdata(request)
         region = aws_api.Clients(args.region).region
         args.region = region
-        if region in args.copy_to_regions:
-            args.copy_to_regions = [r for r in args.copy_to_regions if r != region]
+        args.copy_to_regions = [r for r in dict.fromkeys(args.copy_to_regions) if r != region]
+        self._image_name = request.name
 
     @staticmethod
     def _render_userdata(request: BakeRequest) -> bytes:
@@ -111,14 +161,17 @@ class AwsBackend(CloudBackend):
             )
             data = render_builder_userdata(spec)
         except BuilderSpecError as exc:
-            raise UsageError(f"builder user data: {exc}") from None
+            raise UsageError(f"builder user data: {exc}".replace("iso_url", "--iso-url")) from None
         if len(data) > USERDATA_LIMIT:
             raise UsageError(f"builder user data is {len(data)} bytes, over EC2's {USERDATA_LIMIT} limit")
         return data
 
     def preflight(self, args: argparse.Namespace) -> str:
-        """STS identity (exit 2 with a clear message when there are no credentials)."""
+        """STS identity, then the user's inputs that only AWS can check (exit 2, nothing created):
+        the AMI name is free in every target region, ``--source-ami`` and ``--subnet-id`` exist,
+        and ``--public`` is not blocked by image block public access."""
         who = self.whoami(args)
+        check_bake_targets(self.clients(args), args, self._image_name)
         return f"AWS account {who['account']} as {who['arn']} in {who['region']}"
 
     def whoami(self, args: argparse.Namespace) -> dict[str, str]:
@@ -142,6 +195,10 @@ class AwsBackend(CloudBackend):
         """Throttling/5xx/connection errors are polled again."""
         return aws_api.is_transient(exc)
 
+    def user_error(self, exc: BaseException) -> UsageError | None:
+        """Missing, rejected or unknown-profile credentials are the user's to fix (exit 2)."""
+        return aws_api.credentials_error(exc)
+
     def bake_steps(self, args: argparse.Namespace, request: BakeRequest) -> list[Step]:
         """See :class:`factory.clouds.aws_steps.AwsBake`."""
         return AwsBake(args, request, self.clients(args), self._userdata).steps()
@@ -157,14 +214,22 @@ class AwsBackend(CloudBackend):
 
     # -- gc / images ---------------------------------------------------------------------------------
     def gc_find(self, args: argparse.Namespace, older_than_s: float) -> list[GcItem]:
-        """Tagged leftovers in ``--region`` older than the given age (products excluded)."""
+        """Tagged leftovers older than the given age (products excluded) in ``--region``, or, without
+        it, in the default region and every region named by a dead bake's journal on this host."""
         clients = self.clients(args)
-        return find_leftovers(clients.ec2(), clients.region, older_than_s)
+        self._sweep = sweep(clients.region, bool(getattr(args, "region", None)), clients.ec2)
+        return self._sweep.older_than(older_than_s)
 
     def gc_remove(self, args: argparse.Namespace, items: list[GcItem], out: Any) -> list[GcItem]:
-        """Remove leftovers: instances first (and wait), then AMIs, snapshots, volumes, SGs, key pairs."""
+        """Remove leftovers: instances first (and wait), then AMIs, snapshots, volumes, SGs, key pairs;
+        then forget the journals of bakes of which nothing is left."""
         clients = self.clients(args)
-        return remove_leftovers(clients.ec2(), items, out)
+        failed = remove_leftovers(clients.ec2, items, out)
+        if self._sweep is not None:
+            removed = [i for i in items if i not in failed]
+            for bake_id in forget_finished_journals(self._sweep, removed):
+                print(f"journal  bake {bake_id} fully cleaned, journal removed", file=out)
+        return failed
 
     def images_list(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         """Completed images of this factory in ``--region``, newest first."""

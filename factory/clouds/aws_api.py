@@ -64,9 +64,16 @@ class Clients:
     clients are created up front for every region before threads start."""
 
     def __init__(self, region: str | None = None) -> None:
-        """Create the session; ``region`` falls back to the boto3 chain (AWS_REGION, profile)."""
-        self.session = boto3.session.Session()
-        self.region = region or self.session.region_name or ""
+        """Create the session; ``region`` falls back to the boto3 chain (AWS_REGION, profile).
+        UsageError for an unknown ``AWS_PROFILE`` or no region at all."""
+        try:
+            self.session = boto3.session.Session()
+            self.region = region or self.session.region_name or ""
+        except botocore.exceptions.BotoCoreError as exc:
+            usage = credentials_error(exc)
+            if usage is None:
+                raise
+            raise usage from None
         if not self.region:
             raise UsageError("no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
         self._config = retry_config()
@@ -115,6 +122,10 @@ def credentials_error(exc: BaseException) -> UsageError | None:
             "or run in an environment with a role (see docs/aws.md)"
         )
     if isinstance(exc, botocore.exceptions.ProfileNotFound | botocore.exceptions.SSOError):
+        return UsageError(f"AWS credentials: {exc}")
+    if isinstance(
+        exc, botocore.exceptions.TokenRetrievalError | botocore.exceptions.UnauthorizedSSOTokenError
+    ):
         return UsageError(f"AWS credentials: {exc}")
     code = error_code(exc)
     if code in (

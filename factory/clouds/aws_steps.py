@@ -5,6 +5,7 @@ gets its cleanup the moment AWS returned its id (see :mod:`factory.pipeline`).""
 from __future__ import annotations
 
 import argparse
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,16 @@ if TYPE_CHECKING:
 CANONICAL_OWNER = "099720109477"
 SSM_UBUNTU = "/aws/service/canonical/ubuntu/server/24.04/stable/current/{arch}/hvm/ebs-gp3/ami-id"
 UBUNTU_NAME = "ubuntu/images/*/ubuntu-*-{arch}-server-*"
+#: ``ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20240701``: LTS = an even year's .04
+_UBUNTU_VERSION = re.compile(r"/ubuntu-[a-z]+-(\d\d)\.04-")
+
+
+def is_ubuntu_lts(name: str) -> bool:
+    """True for the name of a Canonical Ubuntu LTS server image (``YY.04`` with an even ``YY``)."""
+    match = _UBUNTU_VERSION.search(name)
+    return match is not None and int(match.group(1)) % 2 == 0
+
+
 CLEANUP_WAIT_S = 600.0
 
 
@@ -54,15 +65,15 @@ class AwsBake:
         a = self.args
         src = a.source_ami or f"newest Canonical Ubuntu 24.04 {a.arch} (SSM, else describe_images)"
         steps = [
-            Step("source-ami", self.source_ami, f"resolve {src} in {self.region}; check the name is free"),
+            Step("source-ami", self.source_ami, f"resolve {src} in {self.region}"),
             Step("launch-builder", self.launch, f"run_instances {a.instance_type} (shutdown=stop), tagged"),
             Step("wait-running", self.wait_running, "wait for the builder to run"),
             Step("wait-stopped", self.wait_stopped, "wait for the takeover to power the builder off"),
-            Step("create-image", self.create_image, f"create_image {self.request.name!r} (tagged)"),
+            Step("create-image", self.create_image, f"create_image {self._first_image_name()!r} (tagged)"),
             Step("wait-image", self.wait_image, "wait for the AMI to be available; tag snapshots; check ENA"),
             Step("terminate-builder", self.terminate_builder, "terminate the builder and wait"),
         ]
-        if a.encrypt or a.kms_key_id:
+        if self._encrypted():
             steps.append(Step("encrypt", self.encrypt, f"copy_image Encrypted=True in {self.region}"))
         if a.copy_to_regions:
             regions = ", ".join(a.copy_to_regions)
@@ -76,6 +87,18 @@ class AwsBake:
         return steps
 
     # -- helpers -----------------------------------------------------------------------------------
+    def _encrypted(self) -> bool:
+        return bool(self.args.encrypt or self.args.kms_key_id)
+
+    def _first_image_name(self, bake_id: str | None = None) -> str:
+        """The name of the image made from the builder. With encryption it is only the source of the
+        encrypted copy, which takes the real name (AMI names are unique per region): it gets a
+        temporary one, removed with it."""
+        if not self._encrypted():
+            return self.request.name
+        suffix = f"-plain-{(bake_id or self.request.bake_id or 'BAKEID')[:8]}"
+        return self.request.name[: 128 - len(suffix)] + suffix
+
     def _tags(self, ctx: BakeContext, name: str, state: str | None = None) -> dict[str, str]:
         tags = base_tags(ctx.bake_id, name, self.request.tags)
         if state:
@@ -137,7 +160,8 @@ class AwsBake:
 
     # -- steps -------------------------------------------------------------------------------------
     def source_ami(self, ctx: BakeContext) -> None:
-        """Resolve the source AMI and make sure the image name is not taken in any target region."""
+        """Resolve the source AMI (``--source-ami``, SSM, else the newest Canonical LTS). The name and
+        an explicit ``--source-ami`` were already checked by the preflight."""
         ec2 = self.clients.ec2()
         ami = self.args.source_ami or self._newest_ubuntu(ctx, ec2)
         found = self._describe_image(ec2, ami)
@@ -145,14 +169,6 @@ class AwsBake:
             raise StepFailed(f"source AMI {ami} not found in {self.region}")
         ctx.state["source_ami"] = ami
         ctx.log("source-ami", f"{ami} ({found.get('Name', '?')})")
-        for region in [self.region, *self.args.copy_to_regions]:
-            taken = self.clients.ec2(region).describe_images(
-                Owners=["self"], Filters=[{"Name": "name", "Values": [self.request.name]}]
-            )["Images"]
-            if taken:
-                raise StepFailed(
-                    f"an AMI named {self.request.name!r} already exists in {region}: {taken[0]['ImageId']}"
-                )
 
     def _newest_ubuntu(self, ctx: BakeContext, ec2: EC2Client) -> str:
         arch = self.args.arch
@@ -174,8 +190,9 @@ class AwsBake:
                 {"Name": "state", "Values": ["available"]},
             ],
         )["Images"]
+        images = [i for i in images if is_ubuntu_lts(str(i.get("Name", "")))]
         if not images:
-            raise StepFailed(f"no Canonical Ubuntu AMI for {arch} in {self.region}; pass --source-ami")
+            raise StepFailed(f"no Canonical Ubuntu LTS AMI for {arch} in {self.region}; pass --source-ami")
         newest = max(images, key=lambda i: i.get("CreationDate", ""))
         return str(newest["ImageId"])
 
@@ -257,7 +274,7 @@ class AwsBake:
         tags = tag_list(self._tags(ctx, self.request.name, STATE_PENDING))
         image_id = ec2.create_image(
             InstanceId=self.instance_id,
-            Name=self.request.name,
+            Name=self._first_image_name(ctx.bake_id),
             Description=f"k3OS image baked by k3os-factory (bake {ctx.bake_id})",
             TagSpecifications=[{"ResourceType": "image", "Tags": tags}],
         )["ImageId"]
@@ -313,7 +330,7 @@ class AwsBake:
     def copy_regions(self, ctx: BakeContext) -> None:
         """Copy to every ``--copy-to-regions`` region in parallel threads; tags re-applied per region."""
         source = self.images[0]
-        encrypt = bool(self.args.encrypt or self.args.kms_key_id)
+        encrypt = self._encrypted()
         regions = self.args.copy_to_regions
         for region in regions:
             self.clients.ec2(region)  # create clients before threads start
@@ -380,6 +397,6 @@ class AwsBake:
                 "instance_type": self.args.instance_type,
                 "iso_url": self.request.iso_url or "",
                 "iso_sha256": self.request.iso_sha256 or "",
-                "encrypted": str(bool(self.args.encrypt or self.args.kms_key_id)).lower(),
+                "encrypted": str(self._encrypted()).lower(),
             },
         )
