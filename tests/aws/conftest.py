@@ -52,6 +52,7 @@ class FaultProxy:
     upstream: tuple[str, int]
     faults: dict[str, Fault] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
+    params: list[dict[str, str]] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
 
@@ -70,10 +71,12 @@ class FaultProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                action = urllib.parse.parse_qs(body.decode(errors="replace")).get("Action", [""])[0]
+                query = urllib.parse.parse_qs(body.decode(errors="replace"))
+                action = query.get("Action", [""])[0]
                 target = self.headers.get("X-Amz-Target", "")
                 name = action or target.rpartition(".")[2]
                 proxy.seen.append(name)
+                proxy.params.append({k: v[0] for k, v in query.items()})
                 proxy.times.append(time.monotonic())
                 fault = proxy.faults.get(name)
                 if fault and fault.after > 0:
@@ -145,14 +148,27 @@ def aws(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProx
     proxy.stop()
 
 
+_CLIENTS: dict[tuple[str, str], Any] = {}
+_AMIS: dict[str, str] = {}
+
+
 def ec2(region: str = REGION) -> Any:
-    """A client straight to moto (not through the proxy)."""
-    return boto3.client("ec2", region_name=region)
+    """A client straight to moto (not through the proxy); cached: making one costs ~0.1-0.7 s."""
+    key = (region, os.environ.get("AWS_ENDPOINT_URL", ""))
+    if key not in _CLIENTS:
+        _CLIENTS[key] = boto3.client("ec2", region_name=region)
+    return _CLIENTS[key]
 
 
 def source_ami(region: str = REGION) -> str:
-    """Any AMI moto ships in ``region``."""
-    return str(ec2(region).describe_images(Owners=["amazon"])["Images"][0]["ImageId"])
+    """An x86_64 AMI moto ships in ``region`` (its default AMIs keep their ids across resets; listing
+    all 1300 of them takes over a second, so one name is asked for and the answer cached)."""
+    if region not in _AMIS:
+        images = ec2(region).describe_images(
+            Owners=["amazon"], Filters=[{"Name": "name", "Values": ["amzn2-ami-hvm-*-x86_64-gp2"]}]
+        )["Images"]
+        _AMIS[region] = str(images[0]["ImageId"])
+    return _AMIS[region]
 
 
 def tagged(bake_id: str | None = None, region: str = REGION) -> dict[str, list[str]]:
@@ -190,7 +206,7 @@ class Guest(threading.Thread):
         self.stopped: list[str] = []
 
     def run(self) -> None:
-        client = ec2(self.region)
+        client = boto3.client("ec2", region_name=self.region)  # own client: boto3 clients per thread
         deadline = time.monotonic() + 60
         while not self.done.is_set() and time.monotonic() < deadline:
             flt = [
@@ -201,12 +217,19 @@ class Guest(threading.Thread):
                 for inst in res["Instances"]:
                     if inst["InstanceId"] not in self.stopped:
                         time.sleep(self.delay)
+                        if not self._still_running(client, inst["InstanceId"]):
+                            continue  # the bake terminated it meanwhile: moto would revive it on stop
                         if self.terminate:
                             client.terminate_instances(InstanceIds=[inst["InstanceId"]])
                         else:
                             client.stop_instances(InstanceIds=[inst["InstanceId"]])
                         self.stopped.append(inst["InstanceId"])
             time.sleep(0.1)
+
+    @staticmethod
+    def _still_running(client: Any, instance_id: str) -> bool:
+        reservations = client.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        return bool(reservations) and reservations[0]["Instances"][0]["State"]["Name"] == "running"
 
 
 @pytest.fixture

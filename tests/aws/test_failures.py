@@ -27,8 +27,9 @@ EMPTY = {"instances": [], "images": [], "snapshots": [], "volumes": []}
 
 # (action, calls to let through first): one fault per step of the bake
 STEP_FAULTS = [
-    ("GetCallerIdentity", 0),  # preflight
-    ("DescribeImages", 0),  # source-ami
+    ("GetCallerIdentity", 0),  # preflight: identity
+    ("DescribeImages", 0),  # preflight: --source-ami exists (then the name in 2 regions)
+    ("DescribeImages", 3),  # source-ami step
     ("RunInstances", 0),  # launch-builder
     ("DescribeInstances", 1),  # wait-running / wait-stopped
     ("CreateImage", 0),  # create-image
