@@ -4,14 +4,9 @@ and a runner for the real ``factory`` console script."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
+import functools
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +15,16 @@ import pytest
 from factory.fakes.gcp_api import FakeGcp
 from factory.fakes.gcp_auth import write_service_account_file
 from factory.fakes.gcp_model import Model
+from tests import cloudkit
+from tests.cloudkit import FACTORY as FACTORY
+from tests.cloudkit import SECRETS as SECRETS
+from tests.cloudkit import interrupt_when as interrupt_when
+from tests.cloudkit import run_factory as run_factory
+from tests.cloudkit import secret_config as secret_config
 
-FACTORY = shutil.which("factory", path=str(Path(sys.executable).parent)) or "factory"
 BAKE_LABEL = "k3os-factory-bake-id"
 STATE_LABEL = "k3os-factory-state"
-ISO_SHA = "a" * 64
 PROJECT = "fake-project"
-SECRETS = ("Pa55-w0rd-XYZZY", "K10-t0ken-PLUGH", "w1f1-PASSPHRASE-frotz")
 
 
 @pytest.fixture(scope="session")
@@ -46,21 +44,15 @@ def make_env(fake: FakeGcp, directory: Path, key_pem: bytes) -> dict[str, str]:
     directory.mkdir(parents=True, exist_ok=True)
     key = directory / "sa.json"
     write_service_account_file(key, fake, PROJECT, private_key_pem=key_pem)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GOOGLE_", "CLOUDSDK_", "FACTORY_", "GCE_")) and k != "NO_GCE_CHECK"
-    }
-    env.update(
+    return cloudkit.factory_env(
+        directory,
+        ("GOOGLE_", "CLOUDSDK_", "GCE_"),
+        drop=("NO_GCE_CHECK",),
         GOOGLE_APPLICATION_CREDENTIALS=str(key),
         FACTORY_GCP_ENDPOINT=fake.url,
-        FACTORY_STATE_DIR=str(directory / "state"),
-        FACTORY_POLL_SECONDS="0.1",
         NO_GCE_CHECK="true",
-        HOME=str(directory),
         CLOUDSDK_CONFIG=str(directory / "gcloud"),
     )
-    return env
 
 
 def new_fake() -> FakeGcp:
@@ -82,37 +74,9 @@ def factory_env(fake: FakeGcp, tmp_path: Path, sa_key: bytes) -> dict[str, str]:
     return make_env(fake, tmp_path, sa_key)
 
 
-@pytest.fixture
-def secret_config(tmp_path: Path) -> Path:
-    """A valid k3OS config with a password, a token and a wifi passphrase."""
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        "hostname: baked\n"
-        "k3os:\n"
-        f"  password: {SECRETS[0]}\n"
-        f"  token: {SECRETS[1]}\n"
-        "  wifi:\n"
-        f"    - name: home\n      passphrase: {SECRETS[2]}\n"
-    )
-    return path
-
-
 def bake_args(tmp_path: Path, *extra: str) -> list[str]:
     """A ``factory bake gcp`` command line with the ISO options and a per-test manifest."""
-    return [
-        FACTORY, "bake", "gcp",
-        "--iso-url", "https://example.invalid/k3os.iso",
-        "--iso-sha256", ISO_SHA,
-        "--manifest", str(tmp_path / "manifest.json"),
-        *extra,
-    ]  # fmt: skip
-
-
-def run_factory(
-    args: list[str], env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run the console script to completion."""
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+    return cloudkit.bake_args("gcp", tmp_path, *extra)
 
 
 def labelled(fake: FakeGcp, bake_id: str | None = None) -> dict[str, list[str]]:
@@ -131,29 +95,6 @@ def labelled(fake: FakeGcp, bake_id: str | None = None) -> dict[str, list[str]]:
 
 
 NOTHING: dict[str, list[str]] = {"instances": [], "disks": [], "images": []}
-
-
-def interrupt_when(
-    args: list[str], env: dict[str, str], marker: str, sig: signal.Signals, timeout: float = 60
-) -> tuple[int, str, str]:
-    """Start the console script, send ``sig`` once ``marker`` shows on stderr, return (rc, out, err)."""
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None and proc.stdout is not None
-    err_lines: list[str] = []
-    sent = False
-    deadline = time.monotonic() + timeout
-    for line in proc.stderr:
-        err_lines.append(line)
-        if not sent and marker in line:
-            proc.send_signal(sig)
-            sent = True
-        if time.monotonic() > deadline:
-            proc.kill()
-            break
-    out = proc.stdout.read()
-    rc = proc.wait(timeout=timeout)
-    assert sent, "marker never printed:\n" + "".join(err_lines)
-    return rc, out, "".join(err_lines)
 
 
 @dataclass(frozen=True)
@@ -189,5 +130,4 @@ def run_concurrently(
         env = run.env(make_env(fake, tmp, key_pem))
         return Outcome(fake, run_factory(run.args(tmp), env), tmp)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return dict(zip(runs, pool.map(one, runs), strict=True))
+    return cloudkit.run_concurrently({name: functools.partial(one, name) for name in runs}, workers)

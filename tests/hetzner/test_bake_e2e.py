@@ -4,23 +4,24 @@ against the fake Hetzner Cloud API on 127.0.0.1."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
-import os
 import secrets
 import signal
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.hetzner_api import FakeHetznerApi
+from tests.cloudkit import run_concurrently
 from tests.hetzner.conftest import (
     BAKE_LABEL,
     SECRETS,
     STATE_LABEL,
     TOKEN,
     bake_args,
+    hz_environment,
     interrupt_when,
     run_factory,
 )
@@ -115,16 +116,15 @@ def usage_runs(
 
     def one(extra: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
         api = FakeHetznerApi(token=TOKEN)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HCLOUD_", "FACTORY_"))}
-        env.update(HCLOUD_TOKEN=TOKEN, HCLOUD_ENDPOINT=api.start(), FACTORY_STATE_DIR=str(tmp / "state"))
+        api.start()
         try:
             args = bake_args(tmp, *[files.get(e, e) for e in extra])
-            return run_factory(args, env), list(api.calls)
+            return run_factory(args, hz_environment(api, tmp)), list(api.calls)
         finally:
             api.stop()
 
-    with ThreadPoolExecutor(max_workers=len(USAGE_CASES)) as pool:
-        return list(pool.map(one, [extra for extra, _ in USAGE_CASES]))
+    jobs = {str(n): functools.partial(one, extra) for n, (extra, _) in enumerate(USAGE_CASES)}
+    return list(run_concurrently(jobs).values())
 
 
 @pytest.mark.parametrize("case", range(len(USAGE_CASES)), ids=[" ".join(c[0]) for c in USAGE_CASES])
@@ -171,7 +171,9 @@ def test_sigint_while_waiting_deletes_the_builder(
     fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
 ) -> None:
     fake.world.guest_poweroff = False  # a builder that never stops (e.g. the install hangs)
-    rc, _, err = interrupt_when(bake_args(tmp_path), hz_env, "wait-stopped: waiting", signal.SIGINT)
+    rc, _, err = interrupt_when(
+        bake_args(tmp_path), hz_env, "wait-stopped: waiting", signal.SIGINT, settle=0.3
+    )
     assert rc == 130, err
     assert "interrupted by SIGINT during wait-stopped" in err
     assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}
@@ -183,7 +185,9 @@ def test_sigterm_while_the_snapshot_is_made_deletes_it_and_the_builder(
     fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
 ) -> None:
     fake.world.stalled_commands.add("create_image")  # the snapshot never finishes
-    rc, _, err = interrupt_when(bake_args(tmp_path), hz_env, "wait-image: waiting", signal.SIGTERM)
+    rc, _, err = interrupt_when(
+        bake_args(tmp_path), hz_env, "wait-image: waiting", signal.SIGTERM, settle=0.3
+    )
     assert rc == 143, err
     assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}
     assert "DELETE /images/{id}" in fake.calls

@@ -4,18 +4,24 @@ own fake API) to keep the suite fast; each case is still its own test."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.hetzner_api import FakeHetznerApi
-from factory.fakes.hetzner_state import World
-from tests.hetzner.conftest import BAKE_LABEL, STATE_LABEL, TOKEN, bake_args, run_factory
+from tests.cloudkit import run_concurrently
+from tests.hetzner.conftest import (
+    BAKE_LABEL,
+    STATE_LABEL,
+    bake_args,
+    hz_environment,
+    new_fake,
+    run_factory,
+)
 
 pytestmark = pytest.mark.cloud
 
@@ -46,14 +52,10 @@ class Outcome:
 
 
 def _bake_with_fault(tmp: Path, route: str, after: int, code: str) -> Outcome:
-    api = FakeHetznerApi(token=TOKEN, world=World(action_polls=2, guest_polls=3))
-    url = api.start()
+    api = new_fake(action_polls=2, guest_polls=3)
     try:
         fault = api.fail(route, code, times=1, after=after)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HCLOUD_", "FACTORY_"))}
-        env.update(HCLOUD_TOKEN=TOKEN, HCLOUD_ENDPOINT=url, FACTORY_STATE_DIR=str(tmp / "state"),
-                   FACTORY_POLL_SECONDS="0.1", HOME=str(tmp))  # fmt: skip
-        proc = run_factory(bake_args(tmp), env, timeout=60)
+        proc = run_factory(bake_args(tmp), hz_environment(api, tmp))
         return Outcome(
             proc,
             fault.hits,
@@ -69,12 +71,11 @@ def _bake_with_fault(tmp: Path, route: str, after: int, code: str) -> Outcome:
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Run every faulty bake at once; map route -> outcome."""
-    with ThreadPoolExecutor(max_workers=len(FAULTS)) as pool:
-        futures = {
-            route: pool.submit(_bake_with_fault, tmp_path_factory.mktemp("fault"), route, after, code)
-            for route, after, code in FAULTS
-        }
-        return {route: fut.result() for route, fut in futures.items()}
+    jobs = {
+        route: functools.partial(_bake_with_fault, tmp_path_factory.mktemp("fault"), route, after, code)
+        for route, after, code in FAULTS
+    }
+    return run_concurrently(jobs)
 
 
 @pytest.mark.parametrize(("route", "after", "code"), FAULTS, ids=[f[0] for f in FAULTS])

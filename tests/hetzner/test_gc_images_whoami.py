@@ -4,8 +4,6 @@ are made with the real SDK (or by a SIGKILLed bake)."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from hcloud.servers import Server
 
 from factory.fakes.hetzner_api import FakeHetznerApi
 from factory.journal import Journal, Resource
+from tests.cloudkit import kill_when
 from tests.hetzner.conftest import BAKE_LABEL, FACTORY, STATE_LABEL, TOKEN, bake_args, run_factory
 
 pytestmark = pytest.mark.cloud
@@ -83,13 +82,7 @@ def test_gc_cleans_up_after_a_sigkilled_bake(
     fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
 ) -> None:
     fake.world.guest_poweroff = False
-    proc = subprocess.Popen(bake_args(tmp_path), env=hz_env, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "wait-stopped: waiting" in line:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(10)
+    kill_when(bake_args(tmp_path), hz_env, "wait-stopped: waiting")
     assert len(fake.labelled(BAKE_LABEL)["servers"]) == 1
     journals = list((tmp_path / "state" / "journal").glob("*.jsonl"))
     assert len(journals) == 1 and '"event": "created"' in journals[0].read_text()

@@ -3,19 +3,20 @@ fake OpenStack API on 127.0.0.1 (happy path, sharing, dry-run, usage errors, sig
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.openstack_api import FakeOpenStackApi
 from factory.fakes.openstack_state import World
+from tests.cloudkit import run_concurrently
 from tests.openstack.conftest import (
     BAKE_KEY,
     SECRETS,
@@ -142,12 +143,12 @@ def usage_outcomes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[tuple[str, ...], tuple[subprocess.CompletedProcess[str], list[str]]]:
     """Every usage-error bake at once (each against its own fake)."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {
-            extra: pool.submit(_usage_run, tmp_path_factory.mktemp("usage"), extra)
-            for extra, _ in USAGE_CASES
-        }
-        return {extra: fut.result() for extra, fut in futures.items()}
+    jobs = {
+        " ".join(extra): functools.partial(_usage_run, tmp_path_factory.mktemp("usage"), extra)
+        for extra, _ in USAGE_CASES
+    }
+    done = run_concurrently(jobs)
+    return {extra: done[" ".join(extra)] for extra, _ in USAGE_CASES}
 
 
 @pytest.mark.parametrize(("extra", "message"), USAGE_CASES, ids=[" ".join(c[0]) for c in USAGE_CASES])
@@ -224,7 +225,7 @@ def test_signal_while_waiting_deletes_the_builder(
     fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
     fake.world.guest_powers_off = False
-    rc, out, err = interrupt_when(bake_args(tmp_path), os_env, "wait-stopped: waiting up to", sig)
+    rc, out, err = interrupt_when(bake_args(tmp_path), os_env, "wait-stopped: waiting up to", sig, settle=0.3)
     assert rc == code, err
     assert f"interrupted by {sig.name}" in err.strip().splitlines()[-1]
     assert fake.labelled(BAKE_KEY) == {"servers": [], "images": []}

@@ -4,16 +4,16 @@ against its own fake cloud) to keep the suite fast; each case is still its own t
 
 from __future__ import annotations
 
+import functools
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.openstack_api import FakeOpenStackApi
-from factory.fakes.openstack_state import World
-from tests.openstack.conftest import BAKE_KEY, bake_args, os_environment, run_factory
+from tests.cloudkit import run_concurrently
+from tests.openstack.conftest import BAKE_KEY, bake_args, new_fake, os_environment, run_factory
 
 pytestmark = pytest.mark.cloud
 
@@ -44,11 +44,10 @@ class Outcome:
 
 
 def _bake_with_fault(tmp: Path, route: str, after: int, status: int, extra: tuple[str, ...]) -> Outcome:
-    api = FakeOpenStackApi(world=World(action_polls=1, guest_polls=2))
-    api.start()
+    api = new_fake(action_polls=1, guest_polls=2)
     try:
         fault = api.fail(route, status, times=1, after=after)
-        proc = run_factory(bake_args(tmp, *extra), os_environment(api, tmp), timeout=60)
+        proc = run_factory(bake_args(tmp, *extra), os_environment(api, tmp))
         return Outcome(
             proc, fault.hits, api.labelled(BAKE_KEY), list(api.calls), (tmp / "manifest.json").exists()
         )
@@ -59,12 +58,11 @@ def _bake_with_fault(tmp: Path, route: str, after: int, status: int, extra: tupl
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Run every faulty bake at once; map case id -> outcome."""
-    with ThreadPoolExecutor(max_workers=5) as pool:
-        futures = {
-            case: pool.submit(_bake_with_fault, tmp_path_factory.mktemp("fault"), *row)
-            for case, row in zip(IDS, FAULTS, strict=True)
-        }
-        return {case: fut.result() for case, fut in futures.items()}
+    jobs = {
+        case: functools.partial(_bake_with_fault, tmp_path_factory.mktemp("fault"), *row)
+        for case, row in zip(IDS, FAULTS, strict=True)
+    }
+    return run_concurrently(jobs)
 
 
 @pytest.mark.parametrize(("route", "after", "status", "extra"), FAULTS, ids=IDS)
