@@ -14,12 +14,23 @@ import json
 import os
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from factory.clouds.base import Artifact, BakeResult
 from factory.pipeline import Redactor, UsageError
+
+
+def url_without_credentials(url: str) -> str:
+    """``url`` without user:password and query string (a presigned URL's signature is a credential),
+    for records such as the manifest's ``custom_data``."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def aws_artifact_id(artifacts: Iterable[Artifact]) -> str:

@@ -33,6 +33,13 @@ def _regions(text: str) -> list[str]:
     return [r.strip() for r in text.split(",") if r.strip()]
 
 
+def _region_name(text: str) -> str:
+    """argparse type of ``--region``: an AWS region name such as ``eu-west-1``."""
+    if not _REGION.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an AWS region name (e.g. us-east-1)")
+    return text
+
+
 def _check_encryption(args: argparse.Namespace) -> None:
     """Combinations AWS refuses only after a whole bake: refuse them up front."""
     if args.kms_key_id and not _KMS_KEY.match(args.kms_key_id):
@@ -98,7 +105,9 @@ class AwsBackend(CloudBackend):
     def add_common_arguments(self, parser: argparse.ArgumentParser) -> None:
         """``--region`` (default: the boto3 chain's region)."""
         parser.add_argument(
-            "--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / profile)"
+            "--region",
+            type=_region_name,
+            help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / profile)",
         )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from factory.clouds import aws_api
 from factory.clouds.aws_api import Clients, base_tags, delete_image, tag_list
 from factory.clouds.base import RESULT_KEY, Artifact, BakeRequest, BakeResult
 from factory.journal import Resource
-from factory.manifest import aws_artifact_id
+from factory.manifest import aws_artifact_id, url_without_credentials
 from factory.pipeline import STATE_COMPLETE, STATE_PENDING, STATE_TAG, BakeContext, StepFailed
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ class AwsImageSteps:
                 "region": self.region,
                 "arch": self.args.arch,
                 "instance_type": self.args.instance_type,
-                "iso_url": self.request.iso_url or "",
+                "iso_url": url_without_credentials(self.request.iso_url or ""),
                 "iso_sha256": self.request.iso_sha256 or "",
                 "encrypted": str(self._encrypted()).lower(),
             },

@@ -38,7 +38,9 @@ def test_bake_with_copy_tags_and_sharing(
     )  # fmt: skip
     proc = run_factory(args, factory_env)
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = json.loads(proc.stdout)  # the only thing on stdout
+    assert set(summary) == {"cloud", "name", "bake_id", "artifacts", "duration_s"}
+    assert all(set(a) == {"region", "image_id"} for a in summary["artifacts"])
     assert summary["cloud"] == "aws" and summary["name"] == "k3os-e2e-1"
     by_region = {a["region"]: a["image_id"] for a in summary["artifacts"]}
     assert set(by_region) == {REGION, "eu-west-1"}
@@ -61,7 +63,11 @@ def test_bake_with_copy_tags_and_sharing(
     states = [i["State"]["Name"] for r in reservations["Reservations"] for i in r["Instances"]]
     assert states == ["terminated"]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest) == {"builds", "last_run_uuid"}
     build = manifest["builds"][-1]
+    assert set(build) == {"name", "builder_type", "build_time", "files", "artifact_id", "packer_run_uuid",
+                          "custom_data"}  # fmt: skip
+    assert build["name"] == "k3os-e2e-1"
     assert manifest["last_run_uuid"] == summary["bake_id"] == build["packer_run_uuid"]
     assert build["builder_type"] == "amazon-ebs" and build["files"] is None
     assert build["artifact_id"] == ",".join(sorted(f"{r}:{i}" for r, i in by_region.items()))

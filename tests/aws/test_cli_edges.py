@@ -247,3 +247,12 @@ def test_region_default_and_copy_dedup_in_plan(
     resources = json.loads(proc.stdout)["resources"]
     assert sum("eu-west-1" in r for r in resources) == 1
     assert sum("copy" in r for r in resources) == 1
+
+
+@pytest.mark.parametrize("cmd", [["whoami", "aws"], ["gc", "aws"], ["images", "aws", "list"]])
+def test_bad_region_is_a_usage_error_for_every_command(
+    aws: FaultProxy, factory_env: dict[str, str], cmd: list[str]
+) -> None:
+    proc = run_factory([FACTORY, *cmd, "--region", "moon"], factory_env)
+    assert "not an AWS region name" in _one_line_usage_error(proc)
+    assert aws.seen == []

@@ -14,7 +14,7 @@ import pytest
 from factory.clouds.base import Artifact, BakeResult, available_clouds, load_backend
 from factory.cmdutil import parse_duration
 from factory.journal import Journal, Resource, read_journal
-from factory.manifest import append_build, aws_artifact_id, build_record
+from factory.manifest import append_build, aws_artifact_id, build_record, url_without_credentials
 from factory.pipeline import (
     BakeContext,
     BakeFailed,
@@ -146,3 +146,9 @@ def test_backend_registry() -> None:
     with pytest.raises(UsageError, match="unknown cloud"):
         load_backend("nope")
     assert load_backend("aws").default_data_sources == ("aws",)
+
+
+def test_manifest_urls_lose_credentials_and_signatures() -> None:
+    url = "https://user:pa55@example.invalid:8443/k3os.iso?X-Amz-Signature=abc&X-Amz-Credential=x"
+    assert url_without_credentials(url) == "https://example.invalid:8443/k3os.iso"
+    assert url_without_credentials("http://example.invalid/k3os.iso") == "http://example.invalid/k3os.iso"
