@@ -8,12 +8,12 @@ Labels: GCE label keys allow no ``:``, so ``k3os-factory:bake-id`` becomes ``k3o
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from typing import Any, ClassVar
 
 from factory.clouds import gcp_client
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
+from factory.clouds.common import builder_spec, gc_poll_seconds
 from factory.pipeline import Step, UsageError
 
 DEFAULT_ZONE = "us-central1-a"
@@ -27,13 +27,6 @@ _MACHINE = re.compile(r"^[a-z0-9][-a-z0-9]{1,62}$")
 _LOCATION = re.compile(r"^[a-z0-9][-a-z0-9]{0,62}$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
-
-
-def _poll_seconds() -> float:
-    try:
-        return max(0.05, float(os.environ.get("FACTORY_POLL_SECONDS") or 2.0))
-    except ValueError:
-        raise UsageError("FACTORY_POLL_SECONDS: not a number of seconds") from None
 
 
 def check_labels(tags: dict[str, str]) -> None:
@@ -140,15 +133,10 @@ class GcpBackend(CloudBackend):
 
     @staticmethod
     def _render_userdata(request: BakeRequest) -> bytes:
-        from image_base.builder import BuilderSpec, BuilderSpecError, render_builder_userdata
+        from image_base.builder import BuilderSpecError, render_builder_userdata
 
+        spec = builder_spec(request)
         try:
-            spec = BuilderSpec(
-                iso_url=request.iso_url or "",
-                iso_sha256=request.iso_sha256 or "",
-                config_yaml=request.config_yaml,
-                insecure_skip_checksum=request.insecure_skip_checksum,
-            )
             data = render_builder_userdata(spec)
         except BuilderSpecError as exc:
             raise UsageError(f"builder user data: {exc}") from None
@@ -212,7 +200,7 @@ class GcpBackend(CloudBackend):
         """Remove leftovers: instances first (and wait), then images, then disks."""
         from factory.clouds.gcp_gc import remove_leftovers
 
-        return remove_leftovers(self.clients(args), items, out, _poll_seconds())
+        return remove_leftovers(self.clients(args), items, out, gc_poll_seconds(strict=True))
 
     def images_list(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         """Completed images of this factory in the project, newest first."""
@@ -224,7 +212,7 @@ class GcpBackend(CloudBackend):
         """Delete the image."""
         from factory.clouds.gcp_gc import delete_image
 
-        delete_image(self.clients(args), str(image["image_id"]), _poll_seconds())
+        delete_image(self.clients(args), str(image["image_id"]), gc_poll_seconds(strict=True))
 
     def _checked(self, args: argparse.Namespace) -> gcp_client.Clients:
         self.whoami(args)

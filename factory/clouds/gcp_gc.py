@@ -17,6 +17,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
 from factory.clouds.base import GcItem
+from factory.clouds.common import Leftovers, age_seconds, remove_in_order
 from factory.clouds.gcp_client import (
     BAKE_ID_LABEL,
     CREATED_LABEL,
@@ -24,7 +25,6 @@ from factory.clouds.gcp_client import (
     Clients,
     delete_and_wait,
 )
-from factory.journal import read_journals
 from factory.pipeline import STATE_COMPLETE
 
 ORDER = ("instance", "image", "disk")
@@ -36,32 +36,18 @@ def _age(labels: dict[str, str], created: str) -> float:
     stamp = labels.get(CREATED_LABEL, "")
     if stamp.isdigit():
         return max(0.0, time.time() - int(stamp))
-    try:
-        return max(0.0, time.time() - datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        return float("inf")
-
-
-def _running_bakes() -> set[str]:
-    return {j.bake_id for j in read_journals("gcp") if j.running()}
+    return age_seconds(created)
 
 
 def find_leftovers(clients: Clients, older_than_s: float) -> list[GcItem]:
     """Every labelled, non-product instance, disk and image at least ``older_than_s`` old."""
     project = clients.project
     flt = f"labels.{BAKE_ID_LABEL}:*"
-    skip = _running_bakes()
-    found: list[GcItem] = []
+    found = Leftovers("gcp", older_than_s, unknown_age_is_young=True)
 
     def add(kind: str, name: str, where: str, labels: dict[str, str], created: str) -> None:
-        bake = labels.get(BAKE_ID_LABEL, "")
-        if not bake or bake in skip or labels.get(STATE_LABEL) == STATE_COMPLETE:
-            return
-        age = _age(labels, created)
-        if age == float("inf") and older_than_s > 0:
-            return
-        if age >= older_than_s:
-            found.append(GcItem(kind, name, where, bake, age))
+        bake, state = labels.get(BAKE_ID_LABEL, ""), labels.get(STATE_LABEL)
+        found.offer(kind, name, where, bake, state, _age(labels, created))
 
     instances = clients.instances().aggregated_list(
         request=compute_v1.AggregatedListInstancesRequest(project=project, filter=flt)
@@ -77,25 +63,18 @@ def find_leftovers(clients: Clients, older_than_s: float) -> list[GcItem]:
             add("disk", disk.name, scope.rsplit("/", 1)[-1], dict(disk.labels), disk.creation_timestamp)
     for image in clients.images().list(request=compute_v1.ListImagesRequest(project=project, filter=flt)):
         add("image", image.name, GLOBAL, dict(image.labels), image.creation_timestamp)
-    return sorted(found, key=lambda i: (ORDER.index(i.kind), i.id))
+    return found.in_order(ORDER)
 
 
 def remove_leftovers(clients: Clients, items: list[GcItem], out: TextIO, poll_s: float = 2.0) -> list[GcItem]:
     """Remove ``items`` in dependency order; print one line each; return the ones that failed."""
-    failed: list[GcItem] = []
-    for item in sorted(items, key=lambda i: ORDER.index(i.kind)):
+
+    def remove(item: GcItem) -> bool:
         zone = None if item.region == GLOBAL else item.region
-        try:
-            removed = delete_and_wait(clients, item.kind, item.id, zone, REMOVE_WAIT_S, poll_s)
-        except (gexc.GoogleAPICallError, TimeoutError, RuntimeError) as exc:
-            print(f"FAILED   {item.kind} {item.id} ({item.region}): {exc}", file=out)
-            failed.append(item)
-            continue
-        if not removed:
-            print(f"gone     {item.kind} {item.id} ({item.region})", file=out)
-            continue
-        print(f"removed  {item.kind} {item.id} ({item.region}) bake {item.bake_id}", file=out)
-    return failed
+        return bool(delete_and_wait(clients, item.kind, item.id, zone, REMOVE_WAIT_S, poll_s))
+
+    errors = (gexc.GoogleAPICallError, TimeoutError, RuntimeError)
+    return remove_in_order(items, ORDER, remove, str, out, errors=errors)
 
 
 def list_images(clients: Clients) -> list[dict[str, Any]]:

@@ -8,14 +8,12 @@ import argparse
 import hashlib
 import os
 import re
-import time
-from datetime import datetime
 from typing import Any, ClassVar, TextIO
 
 from factory.clouds import hetzner_client as hc
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
+from factory.clouds.common import Leftovers, age_seconds, builder_spec, gc_poll_seconds, remove_in_order
 from factory.clouds.hetzner_steps import HetznerBake
-from factory.journal import read_journals
 from factory.pipeline import STATE_COMPLETE, Step, UsageError
 
 USERDATA_LIMIT = 32 * 1024
@@ -23,20 +21,6 @@ DEFAULT_SERVER_TYPE = {"amd64": "cx22", "arm64": "cax11"}
 _LOCATION = re.compile(r"^[a-z]{2,8}[0-9]{0,2}$")
 _SERVER_TYPE = re.compile(r"^[a-z]{2,6}[0-9]{1,4}[a-z]*$")
 ORDER = ("server", "image")
-
-
-def _poll_seconds() -> float:
-    """Poll interval outside a bake (gc): ``$FACTORY_POLL_SECONDS`` as for bakes, else 2 s."""
-    try:
-        return max(0.05, float(os.environ.get("FACTORY_POLL_SECONDS") or 2.0))
-    except ValueError:
-        return 2.0
-
-
-def _age(created: Any) -> float:
-    if isinstance(created, datetime):
-        return max(0.0, time.time() - created.timestamp())
-    return float("inf")
 
 
 class HetznerBackend(CloudBackend):
@@ -111,18 +95,10 @@ class HetznerBackend(CloudBackend):
 
     @staticmethod
     def _render_userdata(request: BakeRequest) -> str:
-        from image_base.builder import BuilderSpec, BuilderSpecError, render_builder_userdata
+        from image_base.builder import BuilderSpecError, render_builder_userdata
         from image_base.builder.userdata import GZIP_MAGIC, render_builder_script
 
-        try:
-            spec = BuilderSpec(
-                iso_url=request.iso_url or "",
-                iso_sha256=request.iso_sha256 or "",
-                config_yaml=request.config_yaml,
-                insecure_skip_checksum=request.insecure_skip_checksum,
-            )
-        except BuilderSpecError as exc:
-            raise UsageError(f"builder user data: {exc}") from None
+        spec = builder_spec(request)
         # The API's user_data is a JSON string (up to 32 KiB): gzip bytes cannot go there, so a script
         # that the renderer gzipped (or refused, over EC2's 16 KiB even gzipped) is sent as plain text.
         try:
@@ -179,16 +155,11 @@ class HetznerBackend(CloudBackend):
     def gc_find(self, args: argparse.Namespace, older_than_s: float) -> list[GcItem]:
         """Labelled servers and unfinished snapshots older than the given age (running bakes skipped)."""
         client = self.client()
-        skip = {j.bake_id for j in read_journals(self.name) if j.running()}
-        found: list[GcItem] = []
+        found = Leftovers(self.name, older_than_s)
 
         def add(kind: str, rid: int, labels: dict[str, str], created: Any, where: str = "global") -> None:
-            bake = labels.get(hc.BAKE_ID_LABEL, "")
-            if not bake or bake in skip or labels.get(hc.STATE_LABEL) == STATE_COMPLETE:
-                return
-            age = _age(created)
-            if age >= older_than_s:
-                found.append(GcItem(kind, str(rid), where, bake, age))
+            bake, state = labels.get(hc.BAKE_ID_LABEL, ""), labels.get(hc.STATE_LABEL)
+            found.offer(kind, str(rid), where, bake, state, age_seconds(created))
 
         for server in client.servers.get_all(label_selector=hc.BAKE_ID_LABEL):
             where = str(getattr(server.location, "name", "") or "")
@@ -196,24 +167,19 @@ class HetznerBackend(CloudBackend):
         selector = f"{hc.BAKE_ID_LABEL},{hc.STATE_LABEL}!={STATE_COMPLETE}"
         for image in client.images.get_all(type=["snapshot"], label_selector=selector):
             add("image", hc.rid(image.id), image.labels or {}, image.created)
-        return sorted(found, key=lambda i: (ORDER.index(i.kind), i.id))
+        return found.in_order(ORDER)
 
     def gc_remove(self, args: argparse.Namespace, items: list[GcItem], out: TextIO) -> list[GcItem]:
         """Delete servers (and wait), then snapshots; one line each; return the failures."""
         client = self.client()
-        failed: list[GcItem] = []
-        for item in sorted(items, key=lambda i: ORDER.index(i.kind)):
-            try:
-                if item.kind == "server":
-                    hc.delete_server(client, int(item.id), 600.0, _poll_seconds())
-                else:
-                    hc.delete_image(client, int(item.id))
-            except Exception as exc:
-                print(f"FAILED   {item.kind} {item.id}: {hc.describe(exc)}", file=out)
-                failed.append(item)
-                continue
-            print(f"removed  {item.kind} {item.id} ({item.region}) bake {item.bake_id}", file=out)
-        return failed
+
+        def remove(item: GcItem) -> None:
+            if item.kind == "server":
+                hc.delete_server(client, int(item.id), 600.0, gc_poll_seconds())
+            else:
+                hc.delete_image(client, int(item.id))
+
+        return remove_in_order(items, ORDER, remove, hc.describe, out, region_in_failed=False)
 
     def images_list(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         """Finished snapshots of this factory, newest first (``name`` is the snapshot description)."""

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime as dt
-import os
 import re
-import time
 from typing import Any, ClassVar, TextIO
 
 from factory.clouds import openstack_client as oc
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
+from factory.clouds.common import Leftovers, age_seconds, builder_spec, gc_poll_seconds, remove_in_order
 from factory.clouds.openstack_steps import OpenStackBake, Resolved, resolve_targets
-from factory.journal import read_journals
 from factory.pipeline import STATE_COMPLETE, Step, UsageError
 
 USERDATA_LIMIT = 65535  # Nova: the base64 text of user_data
@@ -28,25 +25,6 @@ _METADATA_KEY = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
 _NAME_REF = re.compile(r"^[^\x00-\x1f]{1,255}$")
 _PROJECT = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _REGION = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
-
-
-def _poll_seconds() -> float:
-    """Poll interval outside a bake (gc): ``$FACTORY_POLL_SECONDS`` as for bakes, else 2 s."""
-    try:
-        return max(0.05, float(os.environ.get("FACTORY_POLL_SECONDS") or 2.0))
-    except ValueError:
-        return 2.0
-
-
-def _age(created: Any) -> float:
-    """Seconds since an ISO-8601 time as Nova/Glance print it; inf when unknown."""
-    try:
-        when = dt.datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except ValueError:
-        return float("inf")
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, time.time() - when.timestamp())
 
 
 class OpenStackBackend(CloudBackend):
@@ -150,18 +128,10 @@ class OpenStackBackend(CloudBackend):
 
     @staticmethod
     def _render_userdata(request: BakeRequest) -> str:
-        from image_base.builder import BuilderSpec, BuilderSpecError, render_builder_userdata
+        from image_base.builder import BuilderSpecError, render_builder_userdata
         from image_base.builder.userdata import render_builder_script
 
-        try:
-            spec = BuilderSpec(
-                iso_url=request.iso_url or "",
-                iso_sha256=request.iso_sha256 or "",
-                config_yaml=request.config_yaml,
-                insecure_skip_checksum=request.insecure_skip_checksum,
-            )
-        except BuilderSpecError as exc:
-            raise UsageError(f"builder user data: {exc}") from None
+        spec = builder_spec(request)
         try:
             data = render_builder_userdata(spec)  # plain, or gzipped (cloud-init takes both)
         except BuilderSpecError:  # over EC2's limit even gzipped: Nova's is larger, send the script
@@ -242,39 +212,31 @@ class OpenStackBackend(CloudBackend):
         """Servers and unfinished images with a bake id, older than the given age (running bakes skipped)."""
         conn = self.conn(args)
         region = str(conn.config.region_name or "")
-        skip = {j.bake_id for j in read_journals(self.name) if j.running()}
-        found: list[GcItem] = []
+        found = Leftovers(self.name, older_than_s)
 
         def add(kind: str, rid: str, labels: dict[str, Any], created: Any) -> None:
-            bake = str(labels.get(oc.BAKE_ID_KEY, ""))
-            if not bake or bake in skip or labels.get(oc.STATE_KEY) == STATE_COMPLETE:
-                return
-            age = _age(created)
-            if age >= older_than_s:
-                found.append(GcItem(kind, rid, region, bake, age))
+            bake, state = str(labels.get(oc.BAKE_ID_KEY, "")), labels.get(oc.STATE_KEY)
+            found.offer(kind, rid, region, bake, state, age_seconds(created))
 
         for server in conn.compute.servers(details=True):
             add("server", str(server.id), dict(server.metadata or {}), server.created_at)
         for image in self._own_images(args):
             add("image", str(image.id), dict(image.properties or {}), image.created_at)
-        return sorted(found, key=lambda i: (ORDER.index(i.kind), i.id))
+        return found.in_order(ORDER)
 
     def gc_remove(self, args: argparse.Namespace, items: list[GcItem], out: TextIO) -> list[GcItem]:
         """Delete servers (and wait), then images; one line each; return the failures."""
         conn = self.conn(args)
-        failed: list[GcItem] = []
-        for item in sorted(items, key=lambda i: ORDER.index(i.kind)):
-            try:
-                if item.kind == "server":
-                    oc.delete_server(conn, item.id, 600.0, _poll_seconds())
-                else:
-                    oc.delete_image(conn, item.id)
-            except Exception as exc:
-                print(f"FAILED   {item.kind} {item.id}: {oc.one_line(exc)}", file=out)
-                failed.append(item)
-                continue
-            print(f"removed  {item.kind} {item.id} bake {item.bake_id}", file=out)
-        return failed
+
+        def remove(item: GcItem) -> None:
+            if item.kind == "server":
+                oc.delete_server(conn, item.id, 600.0, gc_poll_seconds())
+            else:
+                oc.delete_image(conn, item.id)
+
+        return remove_in_order(
+            items, ORDER, remove, oc.one_line, out, region_in_removed=False, region_in_failed=False
+        )
 
     def images_list(self, args: argparse.Namespace) -> list[dict[str, Any]]:
         """Finished images of this factory in the project, newest first."""
