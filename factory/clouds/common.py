@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from image_base.builder import BuilderSpec
 
 POLL_ENV = "FACTORY_POLL_SECONDS"
+#: default deadline per phase of a takeover bake (builder runs, powers itself off, image, builder
+#: deleted); a backend adds its own phases (``{**TAKEOVER_PHASE_TIMEOUTS, "finish": 300.0}``)
+TAKEOVER_PHASE_TIMEOUTS: dict[str, float] = {
+    "wait-running": 10 * 60.0,
+    "wait-stopped": 40 * 60.0,
+    "wait-image": 60 * 60.0,
+    "delete-builder": 10 * 60.0,
+}
 #: poll interval of gc and image deletes when ``$FACTORY_POLL_SECONDS`` is not set
 GC_POLL_DEFAULT_S = 2.0
 

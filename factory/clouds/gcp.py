@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from factory.clouds import gcp_client
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
-from factory.clouds.common import builder_spec, gc_poll_seconds
+from factory.clouds.common import TAKEOVER_PHASE_TIMEOUTS, builder_spec, gc_poll_seconds
 from factory.pipeline import Step, UsageError
 
 DEFAULT_ZONE = "us-central1-a"
@@ -51,13 +51,7 @@ class GcpBackend(CloudBackend):
     name: ClassVar[str] = "gcp"
     builder_type: ClassVar[str] = "googlecompute"
     default_data_sources: ClassVar[tuple[str, ...]] = ("gcp",)
-    phase_timeouts: ClassVar[dict[str, float]] = {
-        "wait-running": 10 * 60.0,
-        "wait-stopped": 40 * 60.0,
-        "wait-image": 60 * 60.0,
-        "delete-builder": 10 * 60.0,
-        "finish": 5 * 60.0,
-    }
+    phase_timeouts: ClassVar[dict[str, float]] = {**TAKEOVER_PHASE_TIMEOUTS, "finish": 5 * 60.0}
 
     def __init__(self) -> None:
         """No GCP call here; credentials and clients are made on first use."""

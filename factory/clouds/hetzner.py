@@ -12,7 +12,14 @@ from typing import Any, ClassVar, TextIO
 
 from factory.clouds import hetzner_client as hc
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
-from factory.clouds.common import Leftovers, age_seconds, builder_spec, gc_poll_seconds, remove_in_order
+from factory.clouds.common import (
+    TAKEOVER_PHASE_TIMEOUTS,
+    Leftovers,
+    age_seconds,
+    builder_spec,
+    gc_poll_seconds,
+    remove_in_order,
+)
 from factory.clouds.hetzner_steps import HetznerBake
 from factory.pipeline import STATE_COMPLETE, Step, UsageError
 
@@ -29,12 +36,7 @@ class HetznerBackend(CloudBackend):
     name: ClassVar[str] = "hetzner"
     builder_type: ClassVar[str] = "hcloud"
     default_data_sources: ClassVar[tuple[str, ...]] = ("hetzner",)
-    phase_timeouts: ClassVar[dict[str, float]] = {
-        "wait-running": 10 * 60.0,
-        "wait-stopped": 40 * 60.0,
-        "wait-image": 60 * 60.0,
-        "delete-builder": 10 * 60.0,
-    }
+    phase_timeouts: ClassVar[dict[str, float]] = dict(TAKEOVER_PHASE_TIMEOUTS)
 
     def __init__(self) -> None:
         """No API call here; the client is made on first use."""

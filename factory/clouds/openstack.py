@@ -13,7 +13,14 @@ from typing import Any, ClassVar, TextIO
 
 from factory.clouds import openstack_client as oc
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
-from factory.clouds.common import Leftovers, age_seconds, builder_spec, gc_poll_seconds, remove_in_order
+from factory.clouds.common import (
+    TAKEOVER_PHASE_TIMEOUTS,
+    Leftovers,
+    age_seconds,
+    builder_spec,
+    gc_poll_seconds,
+    remove_in_order,
+)
 from factory.clouds.openstack_steps import OpenStackBake, Resolved, resolve_targets
 from factory.pipeline import STATE_COMPLETE, Step, UsageError
 
@@ -33,12 +40,7 @@ class OpenStackBackend(CloudBackend):
     name: ClassVar[str] = "openstack"
     builder_type: ClassVar[str] = "openstack"
     default_data_sources: ClassVar[tuple[str, ...]] = ("openstack",)
-    phase_timeouts: ClassVar[dict[str, float]] = {
-        "wait-running": 10 * 60.0,
-        "wait-stopped": 40 * 60.0,
-        "wait-image": 60 * 60.0,
-        "delete-builder": 10 * 60.0,
-    }
+    phase_timeouts: ClassVar[dict[str, float]] = dict(TAKEOVER_PHASE_TIMEOUTS)
 
     def __init__(self) -> None:
         """No API call here; the connection is made on first use."""

@@ -22,35 +22,34 @@ error, as quota or capacity errors do. ``python -m factory.fakes.gcp_api --help`
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import re
-import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
+from factory.fakes import httpfake
 from factory.fakes.gcp_auth import verify_jwt, write_service_account_file
 from factory.fakes.gcp_model import Model
 from factory.fakes.gcp_rules import ZONES, ApiError
+from factory.fakes.httpfake import LoopbackServer, Reply, Routes, serve_until_signalled
 
 PREFIX = "/compute/v1/projects/"
 FILTER_RE = re.compile(r'^\(?\s*labels\.([a-z0-9_-]+)\s*(=|!=|:)\s*"?([a-z0-9_*-]*)"?\s*\)?$')
 
 
 @dataclass
-class Fault:
+class Fault(httpfake.Fault):
     """Answer a call with this HTTP error ``times`` times (negative: always), after ``after`` good calls."""
 
-    status: int
-    reason: str
-    message: str
     times: int = 1
-    after: int = 0
+    status: int = 503
+    reason: str = "backendError"
+    message: str = ""
 
 
 @dataclass
@@ -91,7 +90,13 @@ class FakeGcp:
     public_keys: dict[str, Any] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
     require_auth: bool = True
-    server: http.server.ThreadingHTTPServer | None = None
+
+    def __post_init__(self) -> None:
+        """The route table (named by API method) and the loopback server (not started)."""
+        self.routes: Routes[Handler] = Routes()
+        for verb, template, call, handler in self._route_table():
+            self.routes.add(verb, template, handler, name=call)
+        self._http = LoopbackServer("fake-gcp", self._answer, ("GET", "POST", "DELETE", "PATCH"))
 
     # -- control -----------------------------------------------------------------------------------
     def fail(
@@ -104,7 +109,8 @@ class FakeGcp:
         message: str = "",
     ) -> None:
         """Answer ``call`` (``images.insert``, ``zoneOperations.get``, ...) with an HTTP error."""
-        self.faults[call] = Fault(status, reason, message or f"Injected failure of {call}", times, after)
+        message = message or f"Injected failure of {call}"
+        self.faults[call] = Fault(times, after, status=status, reason=reason, message=message)
 
     def fail_operation(
         self, call: str, code: str = "QUOTA_EXCEEDED", message: str = "", http_status: int = 403
@@ -122,42 +128,20 @@ class FakeGcp:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` (use as ``FACTORY_GCP_ENDPOINT``)."""
-        assert self.server is not None, "start() first"
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://127.0.0.1:{self._http.port}"
 
     def start(self, port: int = 0) -> FakeGcp:
         """Serve on 127.0.0.1 in a daemon thread."""
-        fake = self
-
-        class RequestHandler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, doc = fake.handle(self.command, self.path, dict(self.headers.items()), raw)
-                payload = json.dumps(doc).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_DELETE = do_PATCH = _serve
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, name="fake-gcp", daemon=True).start()
+        self._http.start(port)
         return self
 
     def stop(self) -> None:
         """Stop serving."""
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+        self._http.stop()
+
+    def _answer(self, method: str, path: str, headers: Message, raw: bytes) -> Reply:
+        status, doc = self.handle(method, path, dict(headers.items()), raw)
+        return Reply(status, json.dumps(doc).encode(), "application/json; charset=UTF-8")
 
     def __enter__(self) -> FakeGcp:
         return self.start()
@@ -185,10 +169,7 @@ class FakeGcp:
                 self.bodies.append((call, body))
             self._check_auth(headers)
             fault = self.faults.get(call)
-            if fault and fault.after > 0:
-                fault.after -= 1
-            elif fault and fault.times != 0:
-                fault.times -= 1
+            if fault and fault.due():
                 raise ApiError(fault.status, fault.reason, fault.message)
             with self.model.lock:
                 return 200, handler(Parsed(method, parts, query, body))
@@ -229,8 +210,14 @@ class FakeGcp:
         if not path.startswith(PREFIX):
             raise ApiError(404, "notFound", f"The requested URL {path} was not found on this server.")
         rest = path[len(PREFIX) :]
+        found = self.routes.match(method, rest)
+        if found is None:
+            raise ApiError(404, "notFound", f"The requested URL {path} was not found on this server.")
         parts = [urllib.parse.unquote(p) for p in rest.split("/")]
-        routes: list[tuple[str, str, str, Handler]] = [
+        return found[0].name, found[0].handler, parts
+
+    def _route_table(self) -> list[tuple[str, str, str, Handler]]:
+        return [
             ("GET", "{}", "projects.get", self._project),
             ("GET", "{}/global/images/family/{}", "images.getFromFamily", self._image_family),
             ("GET", "{}/global/images/{}", "images.get", self._image_get),
@@ -248,11 +235,6 @@ class FakeGcp:
             ("GET", "{}/aggregated/instances", "instances.aggregatedList", self._agg_instances),
             ("GET", "{}/aggregated/disks", "disks.aggregatedList", self._agg_disks),
         ]
-        for verb, template, call, handler in routes:
-            pattern = "^" + re.escape(template).replace(re.escape("{}"), "[^/]+") + "$"
-            if verb == method and re.match(pattern, rest):
-                return call, handler, parts
-        raise ApiError(404, "notFound", f"The requested URL {path} was not found on this server.")
 
     # -- handlers (model lock held) ------------------------------------------------------------------
     def _project(self, req: Parsed) -> dict[str, Any]:
@@ -407,11 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fake Compute Engine API on {fake.url} (project {args.project})")
     creds = args.credentials.resolve()
     print(f"  export FACTORY_GCP_ENDPOINT={fake.url} GOOGLE_APPLICATION_CREDENTIALS={creds}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        fake.stop()
+    serve_until_signalled(fake.stop)
     return 0
 
 

@@ -18,34 +18,30 @@ times. ``python -m factory.fakes.hetzner_api --port 0 --token T [--fail 'ROUTE=c
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
-import re
-import signal
 import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
+from email.message import Message
 from typing import Any
 
+from factory.fakes import httpfake
 from factory.fakes.hetzner_state import ERROR_STATUS, ApiError, World, check_selector, label_problem, now_iso
 from factory.fakes.hetzner_state import matches_selector as _matches
+from factory.fakes.httpfake import LoopbackServer, Reply, Routes, serve_until_signalled
 
 Handler = Callable[["Call"], tuple[int, Any]]
 
 
 @dataclass
-class Fault:
+class Fault(httpfake.Fault):
     """Answer a route with Hetzner error ``code``: skip the first ``after`` calls, then fail ``times``
     calls (negative: every call). With ``done_anyway`` the call takes effect before the error is
     answered (the API's "service_error, yet the snapshot exists" case)."""
 
-    code: str
-    times: int = -1
-    after: int = 0
-    hits: int = 0
+    code: str = "service_error"
     done_anyway: bool = False
 
 
@@ -74,7 +70,13 @@ class FakeHetznerApi:
     faults: dict[str, Fault] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
-    _server: http.server.ThreadingHTTPServer | None = None
+
+    def __post_init__(self) -> None:
+        """The route table (``{id}``: a number) and the loopback server (not started)."""
+        self.routes: Routes[Handler] = Routes(r"\d+")
+        for method, template, handler in self._route_table():
+            self.routes.add(method, template, handler)
+        self._http = LoopbackServer("fake-hcloud", self._answer, ("GET", "POST", "PUT", "DELETE"))
 
     # -- test controls ---------------------------------------------------------------------------
     def fail(
@@ -89,7 +91,7 @@ class FakeHetznerApi:
         """Make ``route`` (e.g. ``"POST /servers/{id}/actions/create_image"``) answer error ``code``."""
         if code not in ERROR_STATUS:
             raise ValueError(f"unknown Hetzner error code {code!r}")
-        fault = Fault(code, times, after, done_anyway=done_anyway)
+        fault = Fault(times, after, code=code, done_anyway=done_anyway)
         with self.lock:
             self.faults[route] = fault
         return fault
@@ -107,54 +109,36 @@ class FakeHetznerApi:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT/v1``."""
-        assert self._server is not None, "not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"http://127.0.0.1:{self._http.port}/v1"
 
     def start(self, port: int = 0) -> str:
         """Serve on 127.0.0.1 in a daemon thread; return :attr:`url`."""
-        api = self
-
-        class RequestHandler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, payload = api.handle(self.command, self.path, self.headers.get("Authorization"), raw)
-                data = b"" if payload is None else json.dumps(payload).encode()
-                self.send_response(status)
-                if data:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-Correlation-Id", f"fake-{len(api.calls):06d}")
-                self.send_header("RateLimit-Limit", "3600")
-                self.send_header("RateLimit-Remaining", "3599")
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-hcloud", daemon=True).start()
+        self._http.start(port)
         return self.url
 
     def stop(self) -> None:
         """Stop serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
+
+    def _answer(self, method: str, path: str, headers: Message, raw: bytes) -> Reply:
+        status, payload = self.handle(method, path, headers.get("Authorization"), raw)
+        extra = [
+            ("X-Correlation-Id", f"fake-{len(self.calls):06d}"),
+            ("RateLimit-Limit", "3600"),
+            ("RateLimit-Remaining", "3599"),
+        ]
+        body = b"" if payload is None else json.dumps(payload).encode()
+        return Reply(status, body, "application/json", extra)
 
     # -- dispatch --------------------------------------------------------------------------------
     def handle(self, method: str, raw_path: str, auth: str | None, raw_body: bytes) -> tuple[int, Any]:
         """Answer one request: (status, JSON payload or None for 204)."""
         parsed = urllib.parse.urlsplit(raw_path)
         path = parsed.path[3:] if parsed.path.startswith("/v1/") else parsed.path
-        route, ids, handler = self._match(method, path)
+        found = self.routes.match(method, path)
+        route = found[0].name if found else f"{method} {path}"
+        ids = [int(g) for g in found[1]] if found else []
+        handler = found[0].handler if found else None
         with self.lock:
             self.calls.append(route)
             try:
@@ -163,17 +147,10 @@ class FakeHetznerApi:
                 if handler is None:
                     raise ApiError("not_found", f"no route {method} {path}")
                 fault = self.faults.get(route)
-                if fault is not None:
-                    if fault.after > 0:
-                        fault.after -= 1
-                        fault = None
-                    elif fault.times != 0:
-                        fault.times -= 1
-                        fault.hits += 1
-                        if not fault.done_anyway:
-                            raise ApiError(fault.code, f"injected {fault.code} for {route}")
-                    else:
-                        fault = None
+                if fault is not None and not fault.due():
+                    fault = None
+                if fault is not None and not fault.done_anyway:
+                    raise ApiError(fault.code, f"injected {fault.code} for {route}")
                 try:
                     body = json.loads(raw_body) if raw_body else None
                 except ValueError:
@@ -190,8 +167,8 @@ class FakeHetznerApi:
                     "error": {"code": exc.code, "message": exc.message, "details": exc.details}
                 }
 
-    def _match(self, method: str, path: str) -> tuple[str, list[int], Handler | None]:
-        routes: list[tuple[str, str, Handler]] = [
+    def _route_table(self) -> list[tuple[str, str, Handler]]:
+        return [
             ("GET", "/locations", self._list_of("locations", lambda: self.world.locations)),
             ("GET", "/server_types", self._list_of("server_types", lambda: self.world.server_types)),
             ("GET", "/networks", self._list_of("networks", lambda: self.world.networks)),
@@ -211,12 +188,6 @@ class FakeHetznerApi:
             ("POST", "/servers/{id}/actions/shutdown", self._power_action("shutdown_server")),
             ("GET", "/actions/{id}", self._get_action),
         ]
-        for verb, template, handler in routes:
-            pattern = "^" + re.escape(template).replace(r"\{id\}", r"(\d+)") + "$"
-            found = re.match(pattern, path)
-            if found and verb == method:
-                return f"{method} {template}", [int(g) for g in found.groups()], handler
-        return f"{method} {path}", [], None
 
     # -- generic list / get ----------------------------------------------------------------------
     def _list_of(self, key: str, items: Callable[[], list[dict[str, Any]]]) -> Handler:
@@ -402,16 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not route or code not in ERROR_STATUS:
             parser.error(f"--fail {spec!r}: expected 'METHOD /path=code' with a Hetzner error code")
         api.fail(route, code)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     print(f"listening on {api.start(args.port)}", flush=True)
-    stop.wait()
-    api.stop()
+    serve_until_signalled(api.stop)
     return 0
 
 

@@ -20,21 +20,19 @@ answer an error as that service shapes it, optionally after some calls and a num
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
-import re
-import signal
 import sys
-import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
+from email.message import Message
 from typing import Any
 
+from factory.fakes import httpfake
 from factory.fakes import openstack_glance as glance_mod
 from factory.fakes import openstack_nova as nova_mod
+from factory.fakes.httpfake import LoopbackServer, Routes, serve_until_signalled
 from factory.fakes.openstack_glance import Glance, glance_error
 from factory.fakes.openstack_keystone import UNAUTHORIZED, Keystone
 from factory.fakes.openstack_neutron import Neutron, neutron_error
@@ -42,21 +40,16 @@ from factory.fakes.openstack_nova import Nova, nova_error, parse_microversion
 from factory.fakes.openstack_state import ApiError, Call, Reply, World
 
 Handler = Callable[[Call], Reply]
-_ID = r"([^/]+)"
 VERSION_DOCS = frozenset({"/", "/v3", "/compute", "/compute/v2.1", "/image", "/networking"})
 
 
 @dataclass
-class Fault:
+class Fault(httpfake.Fault):
     """Answer a route with HTTP ``status``: skip the first ``after`` calls, then fail ``times`` calls
     (negative: every call)."""
 
-    status: int
-    message: str
-    times: int = -1
-    after: int = 0
-    seen: int = 0
-    hits: int = 0
+    status: int = 500
+    message: str = ""
 
 
 @dataclass
@@ -66,13 +59,14 @@ class FakeOpenStackApi:
     world: World = field(default_factory=World)
     faults: dict[str, Fault] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
-    _server: http.server.ThreadingHTTPServer | None = None
 
     def __post_init__(self) -> None:
-        """Build the route table."""
+        """Build the route table (named by the service's own path) and the loopback server."""
         nova, glance, neutron = Nova(self.world), Glance(self.world), Neutron(self.world)
         keystone = Keystone(self.world)
-        self.routes: list[tuple[str, str, re.Pattern[str], str, Handler]] = []
+        self.routes: Routes[tuple[str, str, Handler]] = Routes()
+        methods = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+        self._http = LoopbackServer("fake-openstack", self._answer, methods)
         table: list[tuple[str, str, str, str, Handler]] = [
             ("identity", "GET", "/", "/", keystone.identity_versions),
             ("identity", "GET", "/v3", "/v3", keystone.identity_version),
@@ -106,12 +100,12 @@ class FakeOpenStackApi:
                 lambda c: nova.list_servers(c, True),
             ),
             ("compute", "POST", "/compute/v2.1/servers", "/v2.1/servers", nova.create_server),
-            ("compute", "GET", f"/compute/v2.1/servers/{_ID}", "/v2.1/servers/{id}", nova.get_server),
-            ("compute", "DELETE", f"/compute/v2.1/servers/{_ID}", "/v2.1/servers/{id}", nova.delete_server),
+            ("compute", "GET", "/compute/v2.1/servers/{id}", "/v2.1/servers/{id}", nova.get_server),
+            ("compute", "DELETE", "/compute/v2.1/servers/{id}", "/v2.1/servers/{id}", nova.delete_server),
             (
                 "compute",
                 "POST",
-                f"/compute/v2.1/servers/{_ID}/action",
+                "/compute/v2.1/servers/{id}/action",
                 "/v2.1/servers/{id}/action",
                 nova.action,
             ),
@@ -129,11 +123,11 @@ class FakeOpenStackApi:
                 "/v2.1/flavors/detail",
                 lambda c: nova.list_flavors(c, True),
             ),
-            ("compute", "GET", f"/compute/v2.1/flavors/{_ID}", "/v2.1/flavors/{id}", nova.get_flavor),
+            ("compute", "GET", "/compute/v2.1/flavors/{id}", "/v2.1/flavors/{id}", nova.get_flavor),
             (
                 "compute",
                 "GET",
-                f"/compute/v2.1/flavors/{_ID}/os-extra_specs",
+                "/compute/v2.1/flavors/{id}/os-extra_specs",
                 "/v2.1/flavors/{id}/os-extra_specs",
                 nova.flavor_extra_specs,
             ),
@@ -141,40 +135,40 @@ class FakeOpenStackApi:
             (
                 "compute",
                 "GET",
-                f"/compute/v2.1/os-keypairs/{_ID}",
+                "/compute/v2.1/os-keypairs/{id}",
                 "/v2.1/os-keypairs/{name}",
                 nova.get_keypair,
             ),
             ("image", "GET", "/image", "/image", lambda c: (300, glance_mod.versions(c.base_url), {})),
             ("image", "GET", "/image/v2/images", "/v2/images", glance.list_images),
-            ("image", "GET", f"/image/v2/images/{_ID}", "/v2/images/{id}", glance.get_image),
-            ("image", "PATCH", f"/image/v2/images/{_ID}", "/v2/images/{id}", glance.patch_image),
-            ("image", "DELETE", f"/image/v2/images/{_ID}", "/v2/images/{id}", glance.delete_image),
+            ("image", "GET", "/image/v2/images/{id}", "/v2/images/{id}", glance.get_image),
+            ("image", "PATCH", "/image/v2/images/{id}", "/v2/images/{id}", glance.patch_image),
+            ("image", "DELETE", "/image/v2/images/{id}", "/v2/images/{id}", glance.delete_image),
             (
                 "image",
                 "PUT",
-                f"/image/v2/images/{_ID}/tags/{_ID}",
+                "/image/v2/images/{id}/tags/{id}",
                 "/v2/images/{id}/tags/{tag}",
                 glance.put_tag,
             ),
             (
                 "image",
                 "DELETE",
-                f"/image/v2/images/{_ID}/tags/{_ID}",
+                "/image/v2/images/{id}/tags/{id}",
                 "/v2/images/{id}/tags/{tag}",
                 glance.delete_tag,
             ),
             (
                 "image",
                 "GET",
-                f"/image/v2/images/{_ID}/members",
+                "/image/v2/images/{id}/members",
                 "/v2/images/{id}/members",
                 glance.list_members,
             ),
             (
                 "image",
                 "POST",
-                f"/image/v2/images/{_ID}/members",
+                "/image/v2/images/{id}/members",
                 "/v2/images/{id}/members",
                 glance.add_member,
             ),
@@ -183,20 +177,22 @@ class FakeOpenStackApi:
             (
                 "network",
                 "GET",
-                f"/networking/v2.0/networks/{_ID}",
+                "/networking/v2.0/networks/{id}",
                 "/v2.0/networks/{id}",
                 neutron.get_network,
             ),
         ]
-        for service, method, pattern, template, handler in table:
-            self.routes.append((service, method, re.compile(f"^{pattern}/?$"), template, handler))
+        for service, method, path, template, handler in table:
+            self.routes.add(method, path, (service, template, handler), name=f"{method} {template}")
 
     # -- test controls --------------------------------------------------------------------------------
     def fail(
         self, route: str, status: int = 500, message: str = "", *, times: int = -1, after: int = 0
     ) -> Fault:
         """Make ``route`` (``"METHOD /path/{id}"``, actions ``.../action:createImage``) fail."""
-        fault = Fault(status, message or f"injected failure ({status}) of {route}", times, after)
+        fault = Fault(
+            times, after, status=status, message=message or f"injected failure ({status}) of {route}"
+        )
         with self.world.lock:
             self.faults[route] = fault
         return fault
@@ -208,8 +204,7 @@ class FakeOpenStackApi:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT``."""
-        assert self._server is not None, "not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._http.port}"
 
     @property
     def auth_url(self) -> str:
@@ -224,21 +219,21 @@ class FakeOpenStackApi:
         parsed = urllib.parse.urlsplit(raw_path)
         path = parsed.path.rstrip("/") or "/"
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
-        found = [(r, m) for r in self.routes if r[1] == method and (m := r[2].match(path))]
-        if not found:
+        found = self.routes.match(method, path)
+        if found is None:
             return (
                 404,
                 {"error": {"code": 404, "message": f"no route {method} {path}", "title": "Not Found"}},
                 {},
             )
-        (service, _verb, _pattern, template, handler), match = found[0]
+        (service, template, handler), groups = found[0].handler, found[1]
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             return self._error(service, ApiError(400, "Malformed request body"), {})
-        ids = [urllib.parse.unquote(g) for g in match.groups()]
+        ids = [urllib.parse.unquote(g) for g in groups]
         call = Call(method, path, ids, query, headers, body, self.base_url)
-        route = f"{method} {template}"
+        route = found[0].name
         if route.endswith("/action") and isinstance(body, dict) and body:
             route += ":" + next(iter(body))
         extra: dict[str, str] = {}
@@ -257,12 +252,8 @@ class FakeOpenStackApi:
                 if not public and headers.get("x-auth-token") not in self.world.tokens:
                     raise ApiError(401, UNAUTHORIZED)
                 fault = self.faults.get(route)
-                if fault is not None and fault.times != 0:
-                    fault.seen += 1
-                    if fault.seen > fault.after:
-                        fault.times -= 1
-                        fault.hits += 1
-                        raise ApiError(fault.status, fault.message)
+                if fault is not None and fault.due():
+                    raise ApiError(fault.status, fault.message)
                 status, doc, more = handler(call)
             except ApiError as exc:
                 return self._error(service, exc, extra)
@@ -286,49 +277,21 @@ class FakeOpenStackApi:
     # -- server ---------------------------------------------------------------------------------------
     def start(self, port: int = 0) -> str:
         """Serve on 127.0.0.1 in a daemon thread; return :attr:`auth_url`."""
-        api = self
-
-        class RequestHandler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, payload, extra = api.handle(self.command, self.path, headers, raw)
-                if isinstance(payload, str):
-                    data, ctype = payload.encode(), "text/html; charset=UTF-8"
-                else:
-                    data, ctype = (
-                        (b"" if payload is None else json.dumps(payload).encode()),
-                        "application/json",
-                    )
-                self.send_response(status)
-                if data:
-                    self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-Openstack-Request-Id", f"req-{uuid.uuid4()}")
-                for key, value in extra.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
-
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), RequestHandler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-openstack", daemon=True).start()
+        self._http.start(port)
         return self.auth_url
 
     def stop(self) -> None:
         """Stop serving."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
+
+    def _answer(self, method: str, path: str, headers: Message, raw: bytes) -> httpfake.Reply:
+        status, payload, extra = self.handle(method, path, {k.lower(): v for k, v in headers.items()}, raw)
+        if isinstance(payload, str):
+            data, ctype = payload.encode(), "text/html; charset=UTF-8"
+        else:
+            data, ctype = (b"" if payload is None else json.dumps(payload).encode()), "application/json"
+        more = [("X-Openstack-Request-Id", f"req-{uuid.uuid4()}"), *extra.items()]
+        return httpfake.Reply(status, data, ctype, more)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -352,15 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(password: see factory.fakes.openstack_state.Project)",
         flush=True,
     )
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    stop.wait()
-    api.stop()
+    serve_until_signalled(api.stop)
     return 0
 
 
