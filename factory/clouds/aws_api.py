@@ -42,7 +42,9 @@ NOT_FOUND_SUFFIXES = (".NotFound", ".Malformed")
 
 
 def retry_config() -> botocore.config.Config:
-    """botocore retries: ``AWS_RETRY_MODE`` (default ``standard``) and ``AWS_MAX_ATTEMPTS`` (default 8)."""
+    """botocore retries: ``AWS_RETRY_MODE`` (default ``standard``) and ``AWS_MAX_ATTEMPTS`` (default 8),
+    which counts every attempt, the first included, as in the AWS CLI and SDKs (botocore's own
+    ``max_attempts`` key counts retries only, hence ``total_max_attempts``)."""
     mode = os.environ.get("AWS_RETRY_MODE") or "standard"
     if mode not in ("standard", "adaptive", "legacy"):
         raise UsageError(f"AWS_RETRY_MODE={mode!r}: use standard or adaptive")
@@ -51,8 +53,10 @@ def retry_config() -> botocore.config.Config:
         attempts = int(raw)
     except ValueError:
         raise UsageError(f"AWS_MAX_ATTEMPTS={raw!r}: not an integer") from None
+    if attempts < 1:
+        raise UsageError(f"AWS_MAX_ATTEMPTS={raw!r}: must be at least 1 (the first attempt counts)")
     return botocore.config.Config(
-        retries={"mode": mode, "max_attempts": attempts},  # type: ignore[arg-type]
+        retries={"mode": mode, "total_max_attempts": attempts},  # type: ignore[arg-type]
         user_agent_extra="k3os-factory",
         connect_timeout=10,
         read_timeout=60,

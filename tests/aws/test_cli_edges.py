@@ -81,7 +81,8 @@ def test_manifest_below_a_file_is_refused_before_the_bake(
 @pytest.mark.parametrize(
     ("env", "says"),
     [({"FACTORY_HEARTBEAT_SECONDS": "soon"}, "FACTORY_HEARTBEAT_SECONDS"),
-     ({"FACTORY_POLL_SECONDS": "-1"}, "FACTORY_POLL_SECONDS")],
+     ({"FACTORY_POLL_SECONDS": "-1"}, "FACTORY_POLL_SECONDS"),
+     ({"AWS_MAX_ATTEMPTS": "0"}, "AWS_MAX_ATTEMPTS")],
 )  # fmt: skip
 def test_bad_env_knob_is_named(
     aws: FaultProxy, factory_env: dict[str, str], tmp_path: Path, env: dict[str, str], says: str

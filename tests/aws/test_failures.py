@@ -61,16 +61,29 @@ def test_fault_at_every_step_leaves_nothing(
     assert not (tmp_path / "manifest.json").exists()
 
 
-def test_throttling_is_retried(
+def test_throttling_is_retried_by_botocore(
     aws: FaultProxy, guest: Guest, factory_env: dict[str, str], tmp_path: Path
 ) -> None:
-    for action in ("RunInstances", "DescribeInstances", "CreateImage"):
-        aws.faults[action] = Fault("RequestLimitExceeded", 503, times=2)
+    for action in ("RunInstances", "CreateImage"):
+        aws.faults[action] = Fault("RequestLimitExceeded", 503, times=1)
     proc = run_factory(bake_args(tmp_path, "--name", "k3os-throttled", "--json"), factory_env)
     assert proc.returncode == 0, proc.stderr
-    assert all(f.hits == 2 for f in aws.faults.values())
+    assert all(f.hits == 1 for f in aws.faults.values())
     assert len(json.loads(proc.stdout)["artifacts"]) == 1
     assert len(ec2().describe_instances()["Reservations"]) == 1  # throttled RunInstances did not run twice
+
+
+def test_throttling_while_polling_is_retried_by_our_loop(
+    aws: FaultProxy, guest: Guest, factory_env: dict[str, str], tmp_path: Path
+) -> None:
+    # botocore gives up at once, so only the poll loop's own retry can carry the bake through
+    env = {**factory_env, "AWS_MAX_ATTEMPTS": "1"}
+    aws.faults["DescribeInstances"] = Fault("RequestLimitExceeded", 503, times=3)
+    proc = run_factory(bake_args(tmp_path, "--name", "k3os-throttled-poll", "--json"), env)
+    assert proc.returncode == 0, proc.stderr
+    assert aws.faults["DescribeInstances"].hits == 3
+    assert proc.stderr.count("transient error, will retry") == 3
+    assert len(json.loads(proc.stdout)["artifacts"]) == 1
 
 
 def test_wait_stopped_timeout_cleans_up_and_says_why(
