@@ -148,7 +148,17 @@ def run_build(args: argparse.Namespace) -> int:
         packer, result.var_file.resolve(), result.template_dir, force=args.force, on_error=args.on_error
     )
     print(f"factory packer build: {' '.join(argv)}", file=sys.stderr, flush=True)
-    return _run_packer(argv, dict(os.environ))
+    return _run_packer(argv, packer_env(dict(os.environ)))
+
+
+def packer_env(env: dict[str, str]) -> dict[str, str]:
+    """Packer's environment: its download cache (lock files even for local inputs) goes under the
+    factory's cache instead of ``./packer_cache`` in the working directory, unless the user set one."""
+    from image_base.base_disk import DEFAULT_CACHE_DIR
+
+    cache = Path(env.get("FACTORY_CACHE_DIR") or DEFAULT_CACHE_DIR)
+    env.setdefault("PACKER_CACHE_DIR", str((cache / "packer").resolve()))
+    return env
 
 
 def _run_packer(argv: list[str], env: dict[str, str]) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.commands.packer import PACKER_MISSING, packer_build_argv
+from factory.commands.packer import PACKER_MISSING, packer_build_argv, packer_env
 from tests.packer.conftest import DUMMY_ISO_URL, DUMMY_SHA256, FACTORY, REPO
 
 SECRET = "hunter2-never-print-me"
@@ -96,3 +96,9 @@ def test_build_runs_real_packer_and_reports_its_failure(tmp_path: Path) -> None:
     assert "-var-file=" in res.stderr and str(REPO / "packer" / "hetzner") in res.stderr
     assert "127.0.0.1" in res.stdout + res.stderr  # Packer really tried the (fake) endpoint
     assert not (tmp_path / "m.json").exists()
+
+
+def test_packer_cache_goes_under_the_factory_cache_unless_set(tmp_path: Path) -> None:
+    env = packer_env({"FACTORY_CACHE_DIR": str(tmp_path / "c")})
+    assert env["PACKER_CACHE_DIR"] == str(tmp_path / "c" / "packer")  # not ./packer_cache in the cwd
+    assert packer_env({"PACKER_CACHE_DIR": "/mine"})["PACKER_CACHE_DIR"] == "/mine"
