@@ -7,20 +7,25 @@ point the real SDK at it (see :func:`factory_env`)."""
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
 
 T = TypeVar("T")
+F = TypeVar("F")
 
 FACTORY = shutil.which("factory", path=str(Path(sys.executable).parent)) or "factory"
 ISO_URL = "https://example.invalid/k3os.iso"
@@ -86,6 +91,13 @@ def run_factory(
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_together(*commands: tuple[list[str], dict[str, str]]) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent console-script commands (``(args, env)`` each, e.g. read-only ones against one
+    fake) at the same time; their completed processes, in order."""
+    jobs = {str(n): functools.partial(run_factory, args, env) for n, (args, env) in enumerate(commands)}
+    return list(run_concurrently(jobs).values())
+
+
 def interrupt_when(
     args: list[str],
     env: dict[str, str],
@@ -138,3 +150,78 @@ def run_concurrently(jobs: Mapping[str, Callable[[], T]], workers: int = 8) -> d
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
         futures = {name: pool.submit(job) for name, job in jobs.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+def _nothing(fake: object) -> None:
+    return None
+
+
+def _same(env: dict[str, str]) -> dict[str, str]:
+    return env
+
+
+@dataclass(frozen=True)
+class Run(Generic[F]):
+    """One console-script run for :func:`run_each`: ``args(tmp)``; ``prepare(fake)`` before it starts
+    and ``env(env)`` to adjust its environment; with ``interrupt`` = (marker, signal, settle) it is
+    signalled as :func:`interrupt_when` does."""
+
+    args: Callable[[Path], list[str]]
+    prepare: Callable[[F], object] = _nothing
+    env: Callable[[dict[str, str]], dict[str, str]] = _same
+    interrupt: tuple[str, signal.Signals, float] | None = None
+
+
+@dataclass
+class Outcome(Generic[F]):
+    """A finished run: its own fake, the completed process, its temp directory and what the run's
+    ``prepare`` returned (e.g. a watcher thread's findings)."""
+
+    fake: F
+    proc: subprocess.CompletedProcess[str]
+    tmp: Path
+    prepared: Any = None
+
+
+class Stoppable(Protocol):
+    """A fake that serves until stopped."""
+
+    def stop(self) -> None:
+        """Stop serving."""
+
+
+def stop_fakes(outcomes: Mapping[str, Outcome[Any]]) -> None:
+    """Stop the fake of every outcome and remove its directory (a module fixture's teardown after
+    :func:`run_each`)."""
+    for outcome in outcomes.values():
+        fake: Stoppable = outcome.fake
+        fake.stop()
+        shutil.rmtree(outcome.tmp, ignore_errors=True)
+
+
+def run_each(
+    runs: Mapping[str, Run[F]],
+    new_fake: Callable[[], F],
+    make_env: Callable[[F, Path], dict[str, str]],
+    workers: int = 8,
+) -> dict[str, Outcome[F]]:
+    """Run each of ``runs`` against a fake of its own (``new_fake()``, environment ``make_env(fake,
+    tmp)``), ``workers`` at a time; the runs are independent, so a module's single-run tests can share
+    the wall time. Each run gets a directory of its own outside pytest's numbered base directory
+    (which a concurrent pytest session may prune while a module's tests still read the outcomes);
+    :func:`stop_fakes` stops the fakes and removes the directories."""
+
+    def one(name: str) -> Outcome[F]:
+        fake = new_fake()
+        safe = re.sub(r"[^\w.-]+", "-", name)[:40]
+        tmp = Path(tempfile.mkdtemp(prefix=f"k3os-run-{safe}-"))
+        run = runs[name]
+        prepared = run.prepare(fake)
+        args, env = run.args(tmp), run.env(make_env(fake, tmp))
+        if run.interrupt is None:
+            return Outcome(fake, run_factory(args, env), tmp, prepared)
+        marker, sig, settle = run.interrupt
+        rc, out, err = interrupt_when(args, env, marker, sig, settle=settle)
+        return Outcome(fake, subprocess.CompletedProcess(args, rc, out, err), tmp, prepared)
+
+    return run_concurrently({name: functools.partial(one, name) for name in runs}, workers)

@@ -4,10 +4,7 @@ and a runner for the real ``factory`` console script."""
 
 from __future__ import annotations
 
-import functools
-import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,8 @@ from factory.fakes.gcp_model import Model
 from tests import cloudkit
 from tests.cloudkit import FACTORY as FACTORY
 from tests.cloudkit import SECRETS as SECRETS
+from tests.cloudkit import Outcome as Outcome
+from tests.cloudkit import Run as Run
 from tests.cloudkit import interrupt_when as interrupt_when
 from tests.cloudkit import run_factory as run_factory
 from tests.cloudkit import secret_config as secret_config
@@ -97,37 +96,9 @@ def labelled(fake: FakeGcp, bake_id: str | None = None) -> dict[str, list[str]]:
 NOTHING: dict[str, list[str]] = {"instances": [], "disks": [], "images": []}
 
 
-@dataclass(frozen=True)
-class Run:
-    """One console-script run for :func:`run_concurrently`: ``args(tmp)``, then ``prepare(fake)``
-    before it starts and ``env(env)`` to adjust its environment."""
-
-    args: Callable[[Path], list[str]]
-    prepare: Callable[[FakeGcp], None] = lambda fake: None
-    env: Callable[[dict[str, str]], dict[str, str]] = lambda env: env
-
-
-@dataclass
-class Outcome:
-    """A finished run: its own fake, the completed process and its temp directory."""
-
-    fake: FakeGcp
-    proc: subprocess.CompletedProcess[str]
-    tmp: Path
-
-
 def run_concurrently(
-    runs: dict[str, Run], tmp_factory: pytest.TempPathFactory, key_pem: bytes, workers: int = 4
-) -> dict[str, Outcome]:
+    runs: dict[str, Run[FakeGcp]], key_pem: bytes, workers: int = 4
+) -> dict[str, Outcome[FakeGcp]]:
     """Run each console script against its own fake, ``workers`` at a time (the SDK import dominates
     each run's CPU time, so this keeps the suite fast). The caller stops the fakes."""
-
-    def one(name: str) -> Outcome:
-        fake = new_fake()
-        tmp = tmp_factory.mktemp(name)
-        run = runs[name]
-        run.prepare(fake)
-        env = run.env(make_env(fake, tmp, key_pem))
-        return Outcome(fake, run_factory(run.args(tmp), env), tmp)
-
-    return cloudkit.run_concurrently({name: functools.partial(one, name) for name in runs}, workers)
+    return cloudkit.run_each(runs, new_fake, lambda fake, tmp: make_env(fake, tmp, key_pem), workers)

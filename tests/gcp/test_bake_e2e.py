@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from factory.fakes.gcp_api import FakeGcp
+from tests.cloudkit import stop_fakes
 from tests.gcp.conftest import (
     BAKE_LABEL,
     NOTHING,
@@ -77,12 +78,11 @@ RUNS = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, sa_key: bytes) -> Iterator[dict[str, Outcome]]:
+def runs(sa_key: bytes) -> Iterator[dict[str, Outcome]]:
     """All of :data:`RUNS`, finished."""
-    results = run_concurrently(RUNS, tmp_path_factory, sa_key)
+    results = run_concurrently(RUNS, sa_key)
     yield results
-    for outcome in results.values():
-        outcome.fake.stop()
+    stop_fakes(results)
 
 
 def test_bake_produces_labelled_image_and_removes_builder(runs: dict[str, Outcome]) -> None:

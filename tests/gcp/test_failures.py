@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from factory.fakes.gcp_api import FakeGcp
+from tests.cloudkit import stop_fakes
 from tests.gcp.conftest import (
     FACTORY,
     NOTHING,
@@ -72,16 +73,15 @@ SCENARIOS = {
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory, sa_key: bytes) -> Iterator[dict[str, Outcome]]:
+def outcomes(sa_key: bytes) -> Iterator[dict[str, Outcome]]:
     """Every scenario's bake, run concurrently against its own fake."""
     runs = {
         name: Run(lambda tmp: bake_args(tmp, "--name", "k3os-fail"), prepare=scenario.inject)
         for name, scenario in SCENARIOS.items()
     }
-    results = run_concurrently(runs, tmp_path_factory, sa_key)
+    results = run_concurrently(runs, sa_key)
     yield results
-    for outcome in results.values():
-        outcome.fake.stop()
+    stop_fakes(results)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

@@ -12,6 +12,7 @@ import pytest
 from factory.fakes.gcp_api import FakeGcp
 from factory.fakes.gcp_auth import write_service_account_file
 from factory.journal import Journal
+from tests.cloudkit import stop_fakes
 from tests.gcp.conftest import (
     BAKE_LABEL,
     FACTORY,
@@ -147,12 +148,11 @@ RUNS = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, sa_key: bytes) -> Iterator[dict[str, Outcome]]:
+def runs(sa_key: bytes) -> Iterator[dict[str, Outcome]]:
     """All of :data:`RUNS`, finished."""
-    results = run_concurrently(RUNS, tmp_path_factory, sa_key)
+    results = run_concurrently(RUNS, sa_key)
     yield results
-    for outcome in results.values():
-        outcome.fake.stop()
+    stop_fakes(results)
 
 
 def test_whoami(runs: dict[str, Outcome]) -> None:

@@ -4,17 +4,16 @@ against the fake Hetzner Cloud API on 127.0.0.1."""
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import secrets
 import signal
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.hetzner_api import FakeHetznerApi
-from tests.cloudkit import run_concurrently
+from tests.cloudkit import Outcome, Run, run_each, secret_config_text, stop_fakes
 from tests.hetzner.conftest import (
     BAKE_LABEL,
     SECRETS,
@@ -22,22 +21,109 @@ from tests.hetzner.conftest import (
     TOKEN,
     bake_args,
     hz_environment,
-    interrupt_when,
-    run_factory,
+    new_fake,
 )
 
 pytestmark = pytest.mark.cloud
 
 
-def test_bake_makes_a_labelled_snapshot_and_deletes_the_builder(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path, secret_config: Path
-) -> None:
+def blob(size: int) -> str:
+    """``size`` random bytes, base64 (incompressible config content)."""
+    return base64.b64encode(secrets.token_bytes(size)).decode()
+
+
+def _with_file(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def _happy_args(tmp: Path) -> list[str]:
     # A config big enough that the renderer gzips the script for EC2: Hetzner gets it as plain text.
-    big = tmp_path / "big.yaml"
-    big.write_text(secret_config.read_text() + f"write_files:\n- path: /etc/blob\n  content: {blob(6000)}\n")
-    args = bake_args(tmp_path, "--name", "k3os-e2e-1", "--config", str(big),
-                     "--tag", "team=platform", "--json")  # fmt: skip
-    proc = run_factory(args, hz_env)
+    big = _with_file(
+        tmp, "big.yaml", secret_config_text() + f"write_files:\n- path: /etc/blob\n  content: {blob(6000)}\n"
+    )
+    return bake_args(tmp, "--name", "k3os-e2e-1", "--config", big, "--tag", "team=platform", "--json")
+
+
+def _no_token(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k != "HCLOUD_TOKEN"}
+
+
+def _never_stops(fake: FakeHetznerApi) -> None:
+    fake.world.guest_poweroff = False  # a builder that never stops (e.g. the install hangs)
+
+
+def _snapshot_stalls(fake: FakeHetznerApi) -> None:
+    fake.world.stalled_commands.add("create_image")  # the snapshot never finishes
+
+
+USAGE_CASES = [
+    (["--tag", "k3os:role=x"], "label key"),
+    (["--tag", "team=a:b"], "values are"),
+    (["--location", "Falkenstein 1"], "--location"),
+    (["--server-type", "big box"], "--server-type"),
+    (["--iso-sha256", "xyz"], "--iso-sha256"),
+    (["--config", "@BAD@"], "no_such_key"),
+    (["--config", "@HUGE@"], "over Hetzner's 32768-byte limit"),
+]
+FILES = {
+    "@BAD@": ("bad.yaml", lambda: f"k3os:\n  no_such_key: 1\n  password: {SECRETS[0]}\n"),
+    "@HUGE@": ("huge.yaml", lambda: f"write_files:\n- path: /etc/blob\n  content: {blob(30000)}\n"),
+}
+
+
+def _usage_args(extra: list[str]) -> Run[FakeHetznerApi]:
+    def file_for(tmp: Path, placeholder: str) -> str:
+        name, text = FILES[placeholder]
+        return _with_file(tmp, name, text())
+
+    def args(tmp: Path) -> list[str]:
+        return bake_args(tmp, *[file_for(tmp, e) if e in FILES else e for e in extra])
+
+    return Run(args)
+
+
+RUNS: dict[str, Run[FakeHetznerApi]] = {
+    "happy": Run(_happy_args),
+    "arm64": Run(
+        lambda tmp: bake_args(
+            tmp,
+            "--arch",
+            "arm64",
+            "--location",
+            "nbg1",
+            "--ssh-key",
+            "ops",
+            "--network",
+            "k3os-net",
+            "--snapshot-description",
+            "k3os arm v1",
+            "--json",
+        )  # fmt: skip
+    ),
+    "dry-run": Run(lambda tmp: bake_args(tmp, "--dry-run", "--name", "k3os-plan"), env=_no_token),
+    "missing-token": Run(bake_args, env=_no_token),
+    "rejected-token": Run(bake_args, env=lambda env: {**env, "HCLOUD_TOKEN": "wrong-T0KEN-abc"}),
+    "sigint": Run(bake_args, _never_stops, interrupt=("wait-stopped: waiting", signal.SIGINT, 0.3)),
+    "sigterm": Run(bake_args, _snapshot_stalls, interrupt=("wait-image: waiting", signal.SIGTERM, 0.3)),
+    "timeout": Run(lambda tmp: bake_args(tmp, "--phase-timeout", "wait-stopped=0.01"), _never_stops),
+    **{f"usage-{n}": _usage_args(extra) for n, (extra, _) in enumerate(USAGE_CASES)},
+}
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, Outcome[FakeHetznerApi]]]:
+    """All of :data:`RUNS` (each against its own fake), run concurrently; each test checks one."""
+    results = run_each(RUNS, new_fake, hz_environment)
+    yield results
+    stop_fakes(results)
+
+
+def test_bake_makes_a_labelled_snapshot_and_deletes_the_builder(
+    runs: dict[str, Outcome[FakeHetznerApi]],
+) -> None:
+    fake, proc, tmp_path = runs["happy"].fake, runs["happy"].proc, runs["happy"].tmp
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     bake_id = summary["bake_id"]
@@ -70,11 +156,9 @@ def test_bake_makes_a_labelled_snapshot_and_deletes_the_builder(
 
 
 def test_arm64_uses_cax11_the_arm_image_ssh_key_and_network(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+    runs: dict[str, Outcome[FakeHetznerApi]],
 ) -> None:
-    args = bake_args(tmp_path, "--arch", "arm64", "--location", "nbg1", "--ssh-key", "ops",
-                     "--network", "k3os-net", "--snapshot-description", "k3os arm v1", "--json")  # fmt: skip
-    proc = run_factory(args, hz_env)
+    fake, proc, tmp_path = runs["arm64"].fake, runs["arm64"].proc, runs["arm64"].tmp
     assert proc.returncode == 0, proc.stderr
     image = fake.world.images[int(json.loads(proc.stdout)["artifacts"][0]["image_id"])]
     assert image["architecture"] == "arm" and image["description"] == "k3os arm v1"
@@ -86,94 +170,41 @@ def test_arm64_uses_cax11_the_arm_image_ssh_key_and_network(
     assert build["custom_data"]["server_type"] == "cax11" and build["custom_data"]["location"] == "nbg1"
 
 
-USAGE_CASES = [
-    (["--tag", "k3os:role=x"], "label key"),
-    (["--tag", "team=a:b"], "values are"),
-    (["--location", "Falkenstein 1"], "--location"),
-    (["--server-type", "big box"], "--server-type"),
-    (["--iso-sha256", "xyz"], "--iso-sha256"),
-    (["--config", "@BAD@"], "no_such_key"),
-    (["--config", "@HUGE@"], "over Hetzner's 32768-byte limit"),
-]
-
-
-def blob(size: int) -> str:
-    """``size`` random bytes, base64 (incompressible config content)."""
-    return base64.b64encode(secrets.token_bytes(size)).decode()
-
-
-@pytest.fixture(scope="module")
-def usage_runs(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> list[tuple[subprocess.CompletedProcess[str], list[str]]]:
-    """Every usage-error bake, run concurrently against its own fake: (process, API calls seen)."""
-    tmp = tmp_path_factory.mktemp("usage")
-    bad = tmp / "bad.yaml"
-    bad.write_text(f"k3os:\n  no_such_key: 1\n  password: {SECRETS[0]}\n")
-    huge = tmp / "huge.yaml"
-    huge.write_text(f"write_files:\n- path: /etc/blob\n  content: {blob(30000)}\n")
-    files = {"@BAD@": str(bad), "@HUGE@": str(huge)}
-
-    def one(extra: list[str]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-        api = FakeHetznerApi(token=TOKEN)
-        api.start()
-        try:
-            args = bake_args(tmp, *[files.get(e, e) for e in extra])
-            return run_factory(args, hz_environment(api, tmp)), list(api.calls)
-        finally:
-            api.stop()
-
-    jobs = {str(n): functools.partial(one, extra) for n, (extra, _) in enumerate(USAGE_CASES)}
-    return list(run_concurrently(jobs).values())
-
-
 @pytest.mark.parametrize("case", range(len(USAGE_CASES)), ids=[" ".join(c[0]) for c in USAGE_CASES])
 def test_usage_and_config_errors_exit_2_and_create_nothing(
-    usage_runs: list[tuple[subprocess.CompletedProcess[str], list[str]]], case: int
+    runs: dict[str, Outcome[FakeHetznerApi]], case: int
 ) -> None:
-    proc, calls = usage_runs[case]
+    proc, calls = runs[f"usage-{case}"].proc, runs[f"usage-{case}"].fake.calls
     assert proc.returncode == 2, proc.stderr
     assert USAGE_CASES[case][1] in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr and SECRETS[0] not in proc.stderr
     assert calls == []
 
 
-def test_dry_run_prints_the_plan_and_calls_nothing(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
-) -> None:
-    env = {k: v for k, v in hz_env.items() if k != "HCLOUD_TOKEN"}
-    proc = run_factory(bake_args(tmp_path, "--dry-run", "--name", "k3os-plan"), env)
+def test_dry_run_prints_the_plan_and_calls_nothing(runs: dict[str, Outcome[FakeHetznerApi]]) -> None:
+    fake, proc, tmp_path = runs["dry-run"].fake, runs["dry-run"].proc, runs["dry-run"].tmp
     assert proc.returncode == 0, proc.stderr
     assert "create server k3os-builder-" in proc.stdout and "k3os-factory/bake-id" in proc.stdout
     assert fake.calls == [] and not (tmp_path / "manifest.json").exists()
 
 
-def test_missing_token_is_exit_2_one_line(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
-) -> None:
-    env = {k: v for k, v in hz_env.items() if k != "HCLOUD_TOKEN"}
-    proc = run_factory(bake_args(tmp_path), env)
+def test_missing_token_is_exit_2_one_line(runs: dict[str, Outcome[FakeHetznerApi]]) -> None:
+    fake, proc = runs["missing-token"].fake, runs["missing-token"].proc
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "HCLOUD_TOKEN" in proc.stderr
     assert fake.calls == []
 
 
-def test_rejected_token_is_exit_2_and_not_printed(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
-) -> None:
-    proc = run_factory(bake_args(tmp_path), {**hz_env, "HCLOUD_TOKEN": "wrong-T0KEN-abc"})
+def test_rejected_token_is_exit_2_and_not_printed(runs: dict[str, Outcome[FakeHetznerApi]]) -> None:
+    fake, proc = runs["rejected-token"].fake, runs["rejected-token"].proc
     assert proc.returncode == 2
     assert "rejected" in proc.stderr and "wrong-T0KEN-abc" not in proc.stderr
     assert fake.calls == ["GET /locations"]
 
 
-def test_sigint_while_waiting_deletes_the_builder(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
-) -> None:
-    fake.world.guest_poweroff = False  # a builder that never stops (e.g. the install hangs)
-    rc, _, err = interrupt_when(
-        bake_args(tmp_path), hz_env, "wait-stopped: waiting", signal.SIGINT, settle=0.3
-    )
+def test_sigint_while_waiting_deletes_the_builder(runs: dict[str, Outcome[FakeHetznerApi]]) -> None:
+    fake, tmp_path = runs["sigint"].fake, runs["sigint"].tmp
+    rc, err = runs["sigint"].proc.returncode, runs["sigint"].proc.stderr
     assert rc == 130, err
     assert "interrupted by SIGINT during wait-stopped" in err
     assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}
@@ -182,22 +213,17 @@ def test_sigint_while_waiting_deletes_the_builder(
 
 
 def test_sigterm_while_the_snapshot_is_made_deletes_it_and_the_builder(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+    runs: dict[str, Outcome[FakeHetznerApi]],
 ) -> None:
-    fake.world.stalled_commands.add("create_image")  # the snapshot never finishes
-    rc, _, err = interrupt_when(
-        bake_args(tmp_path), hz_env, "wait-image: waiting", signal.SIGTERM, settle=0.3
-    )
+    fake = runs["sigterm"].fake
+    rc, err = runs["sigterm"].proc.returncode, runs["sigterm"].proc.stderr
     assert rc == 143, err
     assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}
     assert "DELETE /images/{id}" in fake.calls
 
 
-def test_wait_stopped_times_out_and_cleans_up(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
-) -> None:
-    fake.world.guest_poweroff = False
-    proc = run_factory(bake_args(tmp_path, "--phase-timeout", "wait-stopped=0.01"), hz_env)
+def test_wait_stopped_times_out_and_cleans_up(runs: dict[str, Outcome[FakeHetznerApi]]) -> None:
+    fake, proc = runs["timeout"].fake, runs["timeout"].proc
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert "gave up after" in last and "still running" in last and "Hetzner Console" in last

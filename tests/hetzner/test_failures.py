@@ -4,24 +4,14 @@ own fake API) to keep the suite fast; each case is still its own test."""
 
 from __future__ import annotations
 
-import functools
 import json
-import subprocess
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from factory.fakes.hetzner_api import FakeHetznerApi
-from tests.cloudkit import run_concurrently
-from tests.hetzner.conftest import (
-    BAKE_LABEL,
-    STATE_LABEL,
-    bake_args,
-    hz_environment,
-    new_fake,
-    run_factory,
-)
+from tests.cloudkit import Outcome, Run, run_each, stop_fakes
+from tests.hetzner.conftest import BAKE_LABEL, STATE_LABEL, bake_args, hz_environment, new_fake
 
 pytestmark = pytest.mark.cloud
 
@@ -37,71 +27,64 @@ FAULTS = [
     ("DELETE /servers/{id}", 0, "forbidden"),
     ("PUT /images/{id}", 0, "invalid_input"),
 ]
+CREATE_IMAGE = "POST /servers/{id}/actions/create_image"
 
 
-@dataclass
-class Outcome:
-    """What one faulty bake left behind."""
+def _fault(route: str, after: int, code: str) -> Callable[[FakeHetznerApi], None]:
+    def inject(fake: FakeHetznerApi) -> None:
+        fake.world.guest_polls = 3
+        fake.fail(route, code, times=1, after=after)
 
-    proc: subprocess.CompletedProcess[str]
-    hits: int
-    leftovers: dict[str, list[int]]
-    calls: list[str]
-    manifest: bool
-    servers_created: int
+    return inject
 
 
-def _bake_with_fault(tmp: Path, route: str, after: int, code: str) -> Outcome:
-    api = new_fake(action_polls=2, guest_polls=3)
-    try:
-        fault = api.fail(route, code, times=1, after=after)
-        proc = run_factory(bake_args(tmp), hz_environment(api, tmp))
-        return Outcome(
-            proc,
-            fault.hits,
-            api.labelled(BAKE_LABEL),
-            list(api.calls),
-            (tmp / "manifest.json").exists(),
-            len(api.world.create_requests),
-        )
-    finally:
-        api.stop()
+def _failing_cleanup(fake: FakeHetznerApi) -> None:
+    fake.fail(CREATE_IMAGE, "invalid_input")
+    fake.fail("DELETE /servers/{id}", "forbidden")
+
+
+RUNS: dict[str, Run[FakeHetznerApi]] = {
+    **{route: Run(bake_args, _fault(route, after, code)) for route, after, code in FAULTS},
+    "failing-cleanup": Run(bake_args, _failing_cleanup),
+    "locked": Run(
+        lambda tmp: bake_args(tmp, "--json"), lambda fake: fake.fail(CREATE_IMAGE, "locked", times=2)
+    ),
+    "done-anyway": Run(
+        lambda tmp: bake_args(tmp, "--json"),
+        lambda fake: fake.fail(CREATE_IMAGE, "service_error", times=1, done_anyway=True),
+    ),
+}
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """Run every faulty bake at once; map route -> outcome."""
-    jobs = {
-        route: functools.partial(_bake_with_fault, tmp_path_factory.mktemp("fault"), route, after, code)
-        for route, after, code in FAULTS
-    }
-    return run_concurrently(jobs)
+def outcomes() -> Iterator[dict[str, Outcome[FakeHetznerApi]]]:
+    """Every faulty bake of :data:`RUNS`, run concurrently (each against its own fake)."""
+    results = run_each(RUNS, new_fake, hz_environment)
+    yield results
+    stop_fakes(results)
 
 
 @pytest.mark.parametrize(("route", "after", "code"), FAULTS, ids=[f[0] for f in FAULTS])
 def test_api_error_at_each_step_leaves_nothing_labelled(
-    outcomes: dict[str, Outcome], route: str, after: int, code: str
+    outcomes: dict[str, Outcome[FakeHetznerApi]], route: str, after: int, code: str
 ) -> None:
-    out = outcomes[route]
-    assert out.hits == 1, out.calls
-    assert out.proc.returncode == 1, out.proc.stderr
-    last = out.proc.stderr.strip().splitlines()[-1]
+    fake, proc = outcomes[route].fake, outcomes[route].proc
+    calls = list(fake.calls)
+    assert fake.faults[route].hits == 1, calls
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("factory bake hetzner: bake ") and code in last, last
-    assert "Traceback" not in out.proc.stderr
-    assert out.leftovers == {"servers": [], "images": []}
-    assert not out.manifest
-    if out.servers_created:  # a builder existed: it was deleted (by cleanup or the bake)
-        assert "DELETE /servers/{id}" in out.calls
+    assert "Traceback" not in proc.stderr
+    assert fake.labelled(BAKE_LABEL) == {"servers": [], "images": []}
+    assert not (outcomes[route].tmp / "manifest.json").exists()
+    if fake.world.create_requests:  # a builder existed: it was deleted (by cleanup or the bake)
+        assert "DELETE /servers/{id}" in calls
     else:
-        assert "DELETE /servers/{id}" not in out.calls
+        assert "DELETE /servers/{id}" not in calls
 
 
-def test_a_failing_cleanup_is_named_in_the_error(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
-) -> None:
-    fake.fail("POST /servers/{id}/actions/create_image", "invalid_input")
-    fake.fail("DELETE /servers/{id}", "forbidden")
-    proc = run_factory(bake_args(tmp_path), hz_env)
+def test_a_failing_cleanup_is_named_in_the_error(outcomes: dict[str, Outcome[FakeHetznerApi]]) -> None:
+    fake, proc = outcomes["failing-cleanup"].fake, outcomes["failing-cleanup"].proc
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     server = fake.labelled(BAKE_LABEL)["servers"]
@@ -109,21 +92,19 @@ def test_a_failing_cleanup_is_named_in_the_error(
     assert "factory gc hetzner" in last
 
 
-def test_locked_create_image_is_retried(fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path) -> None:
-    fault = fake.fail("POST /servers/{id}/actions/create_image", "locked", times=2)
-    proc = run_factory(bake_args(tmp_path, "--json"), hz_env)
+def test_locked_create_image_is_retried(outcomes: dict[str, Outcome[FakeHetznerApi]]) -> None:
+    fake, proc = outcomes["locked"].fake, outcomes["locked"].proc
     assert proc.returncode == 0, proc.stderr
-    assert fault.hits == 2 and proc.stderr.count("trying again") == 2
+    assert fake.faults[CREATE_IMAGE].hits == 2 and proc.stderr.count("trying again") == 2
     assert len([i for i in fake.world.images.values() if i["type"] == "snapshot"]) == 1
 
 
 def test_a_snapshot_made_despite_an_error_is_adopted_not_duplicated(
-    fake: FakeHetznerApi, hz_env: dict[str, str], tmp_path: Path
+    outcomes: dict[str, Outcome[FakeHetznerApi]],
 ) -> None:
-    fault = fake.fail("POST /servers/{id}/actions/create_image", "service_error", times=1, done_anyway=True)
-    proc = run_factory(bake_args(tmp_path, "--json"), hz_env)
+    fake, proc = outcomes["done-anyway"].fake, outcomes["done-anyway"].proc
     assert proc.returncode == 0, proc.stderr
-    assert fault.hits == 1 and "but snapshot" in proc.stderr
+    assert fake.faults[CREATE_IMAGE].hits == 1 and "but snapshot" in proc.stderr
     snapshots = [i for i in fake.world.images.values() if i["type"] == "snapshot"]
     assert len(snapshots) == 1 and snapshots[0]["labels"][STATE_LABEL] == "complete"
     assert json.loads(proc.stdout)["artifacts"][0]["image_id"] == str(snapshots[0]["id"])

@@ -15,7 +15,7 @@ from hcloud.servers import Server
 
 from factory.fakes.hetzner_api import FakeHetznerApi
 from factory.journal import Journal, Resource
-from tests.cloudkit import kill_when
+from tests.cloudkit import kill_when, run_together
 from tests.hetzner.conftest import BAKE_LABEL, FACTORY, STATE_LABEL, TOKEN, bake_args, run_factory
 
 pytestmark = pytest.mark.cloud
@@ -59,7 +59,10 @@ def test_gc_dry_run_deletes_nothing_then_gc_removes_the_leftovers(
 ) -> None:
     before = fake.labelled(BAKE_LABEL)
     seeded = len(fake.calls)
-    dry = run_factory([FACTORY, "gc", "hetzner", "--dry-run"], hz_env)
+    dry, young = run_together(  # both only look
+        ([FACTORY, "gc", "hetzner", "--dry-run"], hz_env),
+        ([FACTORY, "gc", "hetzner", "--older-than", "1h"], hz_env),
+    )
     assert dry.returncode == 0, dry.stderr
     assert f"would remove  server {leftovers['server']} (fsn1) bake {BAKE}" in dry.stdout
     assert (
@@ -68,7 +71,6 @@ def test_gc_dry_run_deletes_nothing_then_gc_removes_the_leftovers(
     )
     assert fake.labelled(BAKE_LABEL) == before
     assert not [c for c in fake.calls[seeded:] if c.startswith(("DELETE", "POST", "PUT"))]
-    young = run_factory([FACTORY, "gc", "hetzner", "--older-than", "1h"], hz_env)
     assert young.returncode == 0 and "nothing to remove" in young.stderr
     assert fake.labelled(BAKE_LABEL) == before
     proc = run_factory([FACTORY, "gc", "hetzner"], hz_env)
@@ -97,12 +99,13 @@ def test_images_list_and_prune(fake: FakeHetznerApi, hz_env: dict[str, str]) -> 
     ids = [make_snapshot(client, server, d, {STATE_LABEL: "complete", BAKE_LABEL: BAKE})
            for d in ("k3os-a", "k3os-b", "k3os-c", "other-x")]  # fmt: skip
     make_snapshot(client, server, "k3os-pending", {STATE_LABEL: "pending", BAKE_LABEL: BAKE})
-    listed = run_factory([FACTORY, "images", "hetzner", "list", "--json"], hz_env)
+    prune_args = [FACTORY, "images", "hetzner", "prune", "--keep", "1", "--name-prefix", "k3os-"]
+    listed, dry = run_together(  # both only look
+        ([FACTORY, "images", "hetzner", "list", "--json"], hz_env), ([*prune_args, "--dry-run"], hz_env)
+    )
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [r["name"] for r in rows] == ["other-x", "k3os-c", "k3os-b", "k3os-a"]
-    prune_args = [FACTORY, "images", "hetzner", "prune", "--keep", "1", "--name-prefix", "k3os-"]
-    dry = run_factory([*prune_args, "--dry-run"], hz_env)
     assert dry.returncode == 0 and dry.stdout.count("would delete") == 2
     assert all(i in fake.world.images for i in ids)
     prune = run_factory(

@@ -3,29 +3,20 @@ fake OpenStack API on 127.0.0.1 (happy path, sharing, dry-run, usage errors, sig
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import signal
-import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from factory.fakes.openstack_api import FakeOpenStackApi
-from factory.fakes.openstack_state import World
-from tests.cloudkit import run_concurrently
-from tests.openstack.conftest import (
-    BAKE_KEY,
-    SECRETS,
-    STATE_KEY,
-    bake_args,
-    interrupt_when,
-    os_environment,
-    run_factory,
-)
+from tests.cloudkit import Outcome, Run, run_each, secret_config_text, stop_fakes
+from tests.openstack.conftest import BAKE_KEY, SECRETS, STATE_KEY, bake_args, new_fake, os_environment
 
 pytestmark = pytest.mark.cloud
 
@@ -37,11 +28,9 @@ def _builder_script(fake: FakeOpenStackApi) -> str:
     return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode()
 
 
-def test_happy_path_makes_a_labelled_image_and_deletes_the_builder(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
+def _inspect_then_power_off(fake: FakeOpenStackApi) -> tuple[threading.Thread, dict[str, str]]:
+    """Keep the builder until its user data and metadata are seen, then let it power off."""
     fake.world.guest_polls = 10_000  # keep the builder until we looked at its user data
-    proc_args = bake_args(tmp_path, "--name", "k3os-test", "--tag", "team=edge", "--json")
     seen: dict[str, str] = {}
 
     def power_off_after_inspecting() -> None:
@@ -60,7 +49,90 @@ def test_happy_path_makes_a_labelled_image_and_deletes_the_builder(
 
     watcher = threading.Thread(target=power_off_after_inspecting)
     watcher.start()
-    proc = subprocess.run(proc_args, env=os_env, capture_output=True, text=True, timeout=30)
+    return watcher, seen
+
+
+def _break_builder(fake: FakeOpenStackApi) -> None:
+    """Put the builder into ERROR (a host failure) once it is ACTIVE."""
+    fake.world.guest_powers_off = False
+
+    def break_builder() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with fake.world.lock:
+                for state in fake.world.servers.values():
+                    if state.doc["status"] == "ACTIVE":
+                        state.doc["status"] = "ERROR"
+                        state.doc["fault"] = {"code": 500, "message": "host failed", "created": "x"}
+                        return
+            time.sleep(0.05)
+
+    threading.Thread(target=break_builder, daemon=True).start()
+
+
+def _with_file(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def _args(*extra: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: bake_args(tmp, *extra)
+
+
+def _never_stops(fake: FakeOpenStackApi) -> None:
+    fake.world.guest_powers_off = False
+
+
+USAGE_CASES = [
+    (("--flavor", "m9.huge"), "--flavor 'm9.huge': no such flavor"),
+    (("--source-image", "Debian 12"), "--source-image 'Debian 12'"),
+    (("--network", "nope"), "--network 'nope'"),
+    (("--key-name", "nobody"), "--key-name 'nobody'"),
+    (("--share-with", "p1", "--image-visibility", "private"), "--share-with needs"),
+    (("--tag", "visibility=public"), "reserved"),
+    (("--tag", "bad/key=1"), "Nova metadata keys"),
+    (("--region", "Region Two"), "--region"),
+]
+OLD_IMAGE = "0d6b2c8a-7f3e-4c1b-8a11-2a2b2c2d2204"
+BAD_CONFIG = f"k3os:\n  password: {SECRETS[0]}\n  no_such_key: 1\n"
+RUNS: dict[str, Run[FakeOpenStackApi]] = {
+    "happy": Run(_args("--name", "k3os-test", "--tag", "team=edge", "--json"), _inspect_then_power_off),
+    "share-with": Run(_args("--share-with", "proj-a", "--share-with", "proj-b")),
+    "named-network": Run(
+        _args("--network", "lab", "--source-image", OLD_IMAGE, "--json"),
+        lambda fake: fake.world.add_network("lab"),
+    ),
+    "several-networks": Run(bake_args, lambda fake: fake.world.add_network("lab")),
+    "invalid-config": Run(lambda tmp: bake_args(tmp, "--config", _with_file(tmp, "bad.yaml", BAD_CONFIG))),
+    "dry-run": Run(_args("--dry-run", "--json")),
+    "missing-credentials": Run(
+        bake_args, env=lambda env: {k: v for k, v in env.items() if not k.startswith("OS_")}
+    ),
+    "wrong-password": Run(bake_args, env=lambda env: dict(env, OS_PASSWORD="wr0ng-Secret-pw")),
+    "secrets": Run(
+        lambda tmp: bake_args(tmp, "--config", _with_file(tmp, "config.yaml", secret_config_text()), "--json")
+    ),
+    "SIGINT": Run(bake_args, _never_stops, interrupt=("wait-stopped: waiting up to", signal.SIGINT, 0.3)),
+    "SIGTERM": Run(bake_args, _never_stops, interrupt=("wait-stopped: waiting up to", signal.SIGTERM, 0.3)),
+    "builder-error": Run(bake_args, _break_builder),
+    **{f"usage {' '.join(extra)}": Run(_args(*extra)) for extra, _ in USAGE_CASES},
+}
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, Outcome[FakeOpenStackApi]]]:
+    """All of :data:`RUNS` (each against its own fake cloud), run concurrently; each test checks one."""
+    results = run_each(RUNS, new_fake, os_environment)
+    yield results
+    stop_fakes(results)
+
+
+def test_happy_path_makes_a_labelled_image_and_deletes_the_builder(
+    runs: dict[str, Outcome[FakeOpenStackApi]],
+) -> None:
+    fake, proc, tmp_path = runs["happy"].fake, runs["happy"].proc, runs["happy"].tmp
+    watcher, seen = runs["happy"].prepared
     watcher.join()
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -95,125 +167,74 @@ def test_happy_path_makes_a_labelled_image_and_deletes_the_builder(
     )
 
 
-def test_share_with_makes_a_shared_image_with_members(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    proc = run_factory(bake_args(tmp_path, "--share-with", "proj-a", "--share-with", "proj-b"), os_env)
+def test_share_with_makes_a_shared_image_with_members(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc = runs["share-with"].fake, runs["share-with"].proc
     assert proc.returncode == 0, proc.stderr
     image_id = proc.stdout.split()[-1]
     assert fake.world.images[image_id]["visibility"] == "shared"
     assert [m["member_id"] for m in fake.world.members[image_id]] == ["proj-a", "proj-b"]
 
 
-def test_named_network_and_source_image_by_id(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    other = fake.world.add_network("lab")
-    old = "0d6b2c8a-7f3e-4c1b-8a11-2a2b2c2d2204"
-    proc = run_factory(bake_args(tmp_path, "--network", "lab", "--source-image", old, "--json"), os_env)
+def test_named_network_and_source_image_by_id(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    proc, tmp_path = runs["named-network"].proc, runs["named-network"].tmp
+    other: dict[str, Any] = runs["named-network"].prepared
+    old = OLD_IMAGE
     assert proc.returncode == 0, proc.stderr
     custom = json.loads((tmp_path / "manifest.json").read_text())["builds"][-1]["custom_data"]
     assert custom["source_image"] == f"ubuntu-24.04 ({old})"
     assert "network lab" in proc.stderr and other["id"]
 
 
-USAGE_CASES = [
-    (("--flavor", "m9.huge"), "--flavor 'm9.huge': no such flavor"),
-    (("--source-image", "Debian 12"), "--source-image 'Debian 12'"),
-    (("--network", "nope"), "--network 'nope'"),
-    (("--key-name", "nobody"), "--key-name 'nobody'"),
-    (("--share-with", "p1", "--image-visibility", "private"), "--share-with needs"),
-    (("--tag", "visibility=public"), "reserved"),
-    (("--tag", "bad/key=1"), "Nova metadata keys"),
-    (("--region", "Region Two"), "--region"),
-]
-
-
-def _usage_run(tmp: Path, extra: tuple[str, ...]) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    api = FakeOpenStackApi(world=World())
-    api.start()
-    try:
-        return run_factory(bake_args(tmp, *extra), os_environment(api, tmp)), list(api.calls)
-    finally:
-        api.stop()
-
-
-@pytest.fixture(scope="module")
-def usage_outcomes(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[tuple[str, ...], tuple[subprocess.CompletedProcess[str], list[str]]]:
-    """Every usage-error bake at once (each against its own fake)."""
-    jobs = {
-        " ".join(extra): functools.partial(_usage_run, tmp_path_factory.mktemp("usage"), extra)
-        for extra, _ in USAGE_CASES
-    }
-    done = run_concurrently(jobs)
-    return {extra: done[" ".join(extra)] for extra, _ in USAGE_CASES}
-
-
 @pytest.mark.parametrize(("extra", "message"), USAGE_CASES, ids=[" ".join(c[0]) for c in USAGE_CASES])
 def test_usage_errors_exit_2_and_create_nothing(
-    usage_outcomes: dict[tuple[str, ...], tuple[subprocess.CompletedProcess[str], list[str]]],
-    extra: tuple[str, ...],
-    message: str,
+    runs: dict[str, Outcome[FakeOpenStackApi]], extra: tuple[str, ...], message: str
 ) -> None:
-    proc, calls = usage_outcomes[extra]
+    out = runs[f"usage {' '.join(extra)}"]
+    proc, calls = out.proc, out.fake.calls
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert message in lines[-1] and "Traceback" not in proc.stderr
     assert "POST /v2.1/servers" not in calls
 
 
-def test_several_networks_need_network_flag(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    fake.world.add_network("lab")
-    proc = run_factory(bake_args(tmp_path), os_env)
+def test_several_networks_need_network_flag(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc = runs["several-networks"].fake, runs["several-networks"].proc
     assert proc.returncode == 2
     assert "several networks (lab, private)" in proc.stderr and "--network" in proc.stderr
     assert "POST /v2.1/servers" not in fake.calls
 
 
-def test_invalid_config_exits_2_before_any_call(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(f"k3os:\n  password: {SECRETS[0]}\n  no_such_key: 1\n")
-    proc = run_factory(bake_args(tmp_path, "--config", str(bad)), os_env)
+def test_invalid_config_exits_2_before_any_call(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc = runs["invalid-config"].fake, runs["invalid-config"].proc
     assert proc.returncode == 2 and "no_such_key" in proc.stderr
     assert SECRETS[0] not in proc.stderr
     assert fake.calls == []
 
 
-def test_dry_run_calls_nothing(fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path) -> None:
-    proc = run_factory(bake_args(tmp_path, "--dry-run", "--json"), os_env)
+def test_dry_run_calls_nothing(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc, tmp_path = runs["dry-run"].fake, runs["dry-run"].proc, runs["dry-run"].tmp
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert [s["name"] for s in plan["steps"]][:3] == ["launch-builder", "wait-running", "wait-stopped"]
     assert fake.calls == [] and not (tmp_path / "manifest.json").exists()
 
 
-def test_missing_credentials_is_one_line_exit_2(os_env: dict[str, str], tmp_path: Path) -> None:
-    env = {k: v for k, v in os_env.items() if not k.startswith("OS_")}
-    proc = run_factory(bake_args(tmp_path), env)
+def test_missing_credentials_is_one_line_exit_2(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    proc = runs["missing-credentials"].proc
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "OS_CLOUD" in proc.stderr
 
 
-def test_wrong_password_is_exit_2_and_not_echoed(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    env = dict(os_env, OS_PASSWORD="wr0ng-Secret-pw")
-    proc = run_factory(bake_args(tmp_path), env)
+def test_wrong_password_is_exit_2_and_not_echoed(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc = runs["wrong-password"].fake, runs["wrong-password"].proc
     assert proc.returncode == 2, proc.stderr
     assert "rejected the credentials" in proc.stderr and "wr0ng-Secret-pw" not in proc.stderr
     assert "POST /v2.1/servers" not in fake.calls
 
 
-def test_secrets_never_in_output(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path, secret_config: Path
-) -> None:
-    proc = run_factory(bake_args(tmp_path, "--config", str(secret_config), "--json"), os_env)
+def test_secrets_never_in_output(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc, tmp_path = runs["secrets"].fake, runs["secrets"].proc, runs["secrets"].tmp
+    os_env = os_environment(fake, tmp_path)
     assert proc.returncode == 0, proc.stderr
     manifest = (tmp_path / "manifest.json").read_text()
     for secret in (*SECRETS, os_env["OS_PASSWORD"]):
@@ -222,10 +243,10 @@ def test_secrets_never_in_output(
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_while_waiting_deletes_the_builder(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path, sig: signal.Signals, code: int
+    runs: dict[str, Outcome[FakeOpenStackApi]], sig: signal.Signals, code: int
 ) -> None:
-    fake.world.guest_powers_off = False
-    rc, out, err = interrupt_when(bake_args(tmp_path), os_env, "wait-stopped: waiting up to", sig, settle=0.3)
+    fake, tmp_path = runs[sig.name].fake, runs[sig.name].tmp
+    rc, out, err = runs[sig.name].proc.returncode, runs[sig.name].proc.stdout, runs[sig.name].proc.stderr
     assert rc == code, err
     assert f"interrupted by {sig.name}" in err.strip().splitlines()[-1]
     assert fake.labelled(BAKE_KEY) == {"servers": [], "images": []}
@@ -233,24 +254,8 @@ def test_signal_while_waiting_deletes_the_builder(
     assert out == "" and not (tmp_path / "manifest.json").exists()
 
 
-def test_builder_in_error_fails_fast_and_cleans_up(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    fake.world.guest_powers_off = False
-
-    def break_builder() -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with fake.world.lock:
-                for state in fake.world.servers.values():
-                    if state.doc["status"] == "ACTIVE":
-                        state.doc["status"] = "ERROR"
-                        state.doc["fault"] = {"code": 500, "message": "host failed", "created": "x"}
-                        return
-            time.sleep(0.05)
-
-    threading.Thread(target=break_builder, daemon=True).start()
-    proc = run_factory(bake_args(tmp_path), os_env)
+def test_builder_in_error_fails_fast_and_cleans_up(runs: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc = runs["builder-error"].fake, runs["builder-error"].proc
     assert proc.returncode == 1
     assert "went to ERROR: host failed" in proc.stderr.strip().splitlines()[-1]
     assert fake.labelled(BAKE_KEY) == {"servers": [], "images": []}

@@ -4,16 +4,14 @@ against its own fake cloud) to keep the suite fast; each case is still its own t
 
 from __future__ import annotations
 
-import functools
-import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.openstack_api import FakeOpenStackApi
-from tests.cloudkit import run_concurrently
-from tests.openstack.conftest import BAKE_KEY, bake_args, new_fake, os_environment, run_factory
+from tests.cloudkit import Outcome, Run, run_each, stop_fakes
+from tests.openstack.conftest import BAKE_KEY, bake_args, new_fake, os_environment
 
 pytestmark = pytest.mark.cloud
 
@@ -32,86 +30,91 @@ FAULTS: list[tuple[str, int, int, tuple[str, ...]]] = [
 IDS = [f"{route} after {after}" for route, after, _, _ in FAULTS]
 
 
-@dataclass
-class Outcome:
-    """What one faulty bake left behind."""
-
-    proc: subprocess.CompletedProcess[str]
-    hits: int
-    leftovers: dict[str, list[str]]
-    calls: list[str]
-    manifest: bool
+def _fault(route: str, after: int, status: int) -> Callable[[FakeOpenStackApi], object]:
+    return lambda fake: fake.fail(route, status, times=1, after=after)
 
 
-def _bake_with_fault(tmp: Path, route: str, after: int, status: int, extra: tuple[str, ...]) -> Outcome:
-    api = new_fake(action_polls=1, guest_polls=2)
-    try:
-        fault = api.fail(route, status, times=1, after=after)
-        proc = run_factory(bake_args(tmp, *extra), os_environment(api, tmp))
-        return Outcome(
-            proc, fault.hits, api.labelled(BAKE_KEY), list(api.calls), (tmp / "manifest.json").exists()
-        )
-    finally:
-        api.stop()
+def _failing_cleanup(fake: FakeOpenStackApi) -> None:
+    fake.fail("POST /v2.1/servers/{id}/action:createImage", 409)
+    fake.fail("DELETE /v2.1/servers/{id}", 403)
+
+
+def _transient(fake: FakeOpenStackApi) -> None:
+    fake.fail("GET /v2.1/servers/{id}", 503, times=2, after=1)
+    fake.fail("GET /v2/images/{id}", 500, times=1)
+
+
+def _never_stops(fake: FakeOpenStackApi) -> None:
+    fake.world.guest_powers_off = False
+
+
+def _args(extra: tuple[str, ...]) -> Callable[[Path], list[str]]:
+    return lambda tmp: bake_args(tmp, *extra)
+
+
+RUNS: dict[str, Run[FakeOpenStackApi]] = {
+    **{
+        case: Run(_args(extra), _fault(route, after, status))
+        for case, (route, after, status, extra) in zip(IDS, FAULTS, strict=True)
+    },
+    "failing-cleanup": Run(bake_args, _failing_cleanup),
+    "transient": Run(_args(("--json",)), _transient),
+    "timeout": Run(_args(("--phase-timeout", "wait-stopped=0.01")), _never_stops),
+}
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
-    """Run every faulty bake at once; map case id -> outcome."""
-    jobs = {
-        case: functools.partial(_bake_with_fault, tmp_path_factory.mktemp("fault"), *row)
-        for case, row in zip(IDS, FAULTS, strict=True)
-    }
-    return run_concurrently(jobs)
+def outcomes() -> Iterator[dict[str, Outcome[FakeOpenStackApi]]]:
+    """Every bake of :data:`RUNS`, run concurrently (each against its own fake cloud)."""
+    results = run_each(RUNS, new_fake, os_environment)
+    yield results
+    stop_fakes(results)
 
 
 @pytest.mark.parametrize(("route", "after", "status", "extra"), FAULTS, ids=IDS)
 def test_api_error_at_each_step_leaves_nothing_labelled(
-    outcomes: dict[str, Outcome], route: str, after: int, status: int, extra: tuple[str, ...]
+    outcomes: dict[str, Outcome[FakeOpenStackApi]],
+    route: str,
+    after: int,
+    status: int,
+    extra: tuple[str, ...],
 ) -> None:
     out = outcomes[f"{route} after {after}"]
-    assert out.hits == 1, out.calls
+    calls = list(out.fake.calls)
+    assert out.fake.faults[route].hits == 1, calls
     assert out.proc.returncode == 1, out.proc.stderr
     last = out.proc.stderr.strip().splitlines()[-1]
     assert last.startswith("factory bake openstack: bake "), last
     assert f"HTTP {status}" in last or (status == 404 and "disappeared" in last), last
     assert "Traceback" not in out.proc.stderr
-    assert out.leftovers == {"servers": [], "images": []}
-    assert not out.manifest and out.proc.stdout == ""
-    if "POST /v2.1/servers" in out.calls and route != "POST /v2.1/servers":
-        assert "DELETE /v2.1/servers/{id}" in out.calls
-    if any("createImage" in c for c in out.calls) and route != "POST /v2.1/servers/{id}/action:createImage":
-        assert "DELETE /v2/images/{id}" in out.calls
+    assert out.fake.labelled(BAKE_KEY) == {"servers": [], "images": []}
+    assert not (out.tmp / "manifest.json").exists() and out.proc.stdout == ""
+    if "POST /v2.1/servers" in calls and route != "POST /v2.1/servers":
+        assert "DELETE /v2.1/servers/{id}" in calls
+    if any("createImage" in c for c in calls) and route != "POST /v2.1/servers/{id}/action:createImage":
+        assert "DELETE /v2/images/{id}" in calls
 
 
-def test_a_failing_cleanup_is_named_in_the_error(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    fake.fail("POST /v2.1/servers/{id}/action:createImage", 409)
-    fake.fail("DELETE /v2.1/servers/{id}", 403)
-    proc = run_factory(bake_args(tmp_path), os_env)
+def test_a_failing_cleanup_is_named_in_the_error(outcomes: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc = outcomes["failing-cleanup"].fake, outcomes["failing-cleanup"].proc
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     (server,) = fake.labelled(BAKE_KEY)["servers"]
     assert f"could not remove: server {server}" in last and "factory gc openstack" in last
 
 
-def test_transient_errors_while_polling_are_retried(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
-) -> None:
-    servers = fake.fail("GET /v2.1/servers/{id}", 503, times=2, after=1)
-    images = fake.fail("GET /v2/images/{id}", 500, times=1)
-    proc = run_factory(bake_args(tmp_path, "--json"), os_env)
+def test_transient_errors_while_polling_are_retried(outcomes: dict[str, Outcome[FakeOpenStackApi]]) -> None:
+    fake, proc = outcomes["transient"].fake, outcomes["transient"].proc
+    servers, images = fake.faults["GET /v2.1/servers/{id}"], fake.faults["GET /v2/images/{id}"]
     assert proc.returncode == 0, proc.stderr
     assert servers.hits == 2 and images.hits == 1
     assert proc.stderr.count("transient error, will retry") == 3
 
 
 def test_wait_stopped_timeout_shows_the_console_and_cleans_up(
-    fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
+    outcomes: dict[str, Outcome[FakeOpenStackApi]],
 ) -> None:
-    fake.world.guest_powers_off = False
-    proc = run_factory(bake_args(tmp_path, "--phase-timeout", "wait-stopped=0.01"), os_env)
+    fake, proc = outcomes["timeout"].fake, outcomes["timeout"].proc
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
     assert "wait-stopped: gave up after" in last and "is still ACTIVE" in last
