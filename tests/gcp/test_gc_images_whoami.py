@@ -12,7 +12,7 @@ import pytest
 from factory.fakes.gcp_api import FakeGcp
 from factory.fakes.gcp_auth import write_service_account_file
 from factory.journal import Journal
-from tests.cloudkit import stop_fakes
+from tests.cloudkit import run_together, stop_fakes
 from tests.gcp.conftest import (
     BAKE_LABEL,
     FACTORY,
@@ -113,17 +113,15 @@ def test_images_list_and_prune(fake: FakeGcp, factory_env: dict[str, str]) -> No
         seed_bake(fake, f"0b1d0000-0000-4000-8000-00000000010{i}", 0, image=name, state="complete")
         with fake.model.lock:
             fake.model.images[(PROJECT, name)]["creationTimestamp"] = f"2025-01-0{i + 1}T00:00:00.000-08:00"
-    listed = run_factory([FACTORY, "images", "gcp", "list", "--json"], factory_env)
+    prune = [FACTORY, "images", "gcp", "prune", "--keep", "1", "--name-prefix", "k3os-"]
+    listed, dry = run_together(  # both only look
+        ([FACTORY, "images", "gcp", "list", "--json"], factory_env), ([*prune, "--dry-run"], factory_env)
+    )
     assert listed.returncode == 0, listed.stderr
     assert [row["name"] for row in json.loads(listed.stdout)] == ["other-v1", "k3os-v3", "k3os-v2", "k3os-v1"]
-    dry = run_factory(
-        [FACTORY, "images", "gcp", "prune", "--keep", "1", "--name-prefix", "k3os-", "--dry-run"], factory_env
-    )
     assert dry.returncode == 0 and "would delete global k3os-v2" in dry.stdout
     assert "images.delete" not in fake.calls
-    pruned = run_factory(
-        [FACTORY, "images", "gcp", "prune", "--keep", "1", "--name-prefix", "k3os-"], factory_env
-    )
+    pruned = run_factory(prune, factory_env)
     assert pruned.returncode == 0, pruned.stderr
     with fake.model.lock:
         assert sorted(n for p, n in fake.model.images if p == PROJECT) == ["k3os-v3", "other-v1"]

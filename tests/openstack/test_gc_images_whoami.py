@@ -7,13 +7,13 @@ import json
 import signal
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.openstack_api import FakeOpenStackApi
 from factory.fakes.openstack_state import now_iso
+from tests.cloudkit import run_together
 from tests.openstack.conftest import BAKE_KEY, FACTORY, STATE_KEY, bake_args, run_factory
 
 pytestmark = pytest.mark.cloud
@@ -47,12 +47,14 @@ def test_gc_dry_run_then_gc_removes_the_leftovers_of_a_killed_bake(
     fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path
 ) -> None:
     bake_id = _killed_bake_after_image(fake, os_env, tmp_path)
-    dry = run_factory([FACTORY, "gc", "openstack", "--dry-run"], os_env)
+    dry, young = run_together(  # both only look
+        ([FACTORY, "gc", "openstack", "--dry-run"], os_env),
+        ([FACTORY, "gc", "openstack", "--older-than", "1h"], os_env),
+    )
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.count("\nwould remove  ") == 2 and bake_id in dry.stdout
     assert len(fake.labelled(BAKE_KEY)["servers"]) == 1
     assert not [c for c in fake.calls if c.startswith("DELETE")]
-    young = run_factory([FACTORY, "gc", "openstack", "--older-than", "1h"], os_env)
     assert young.returncode == 0 and "nothing to remove" in young.stderr
     proc = run_factory([FACTORY, "gc", "openstack"], os_env)
     assert proc.returncode == 0, proc.stderr
@@ -75,30 +77,23 @@ NAMES = ("k3os-a-1", "k3os-a-2", "other-1")
 
 
 def test_images_list_and_prune(fake: FakeOpenStackApi, os_env: dict[str, str], tmp_path: Path) -> None:
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        procs = list(
-            pool.map(
-                lambda name: run_factory(bake_args(tmp_path / name, "--name", name, "--json"), os_env), NAMES
-            )
-        )
+    procs = run_together(*[(bake_args(tmp_path / name, "--name", name, "--json"), os_env) for name in NAMES])
     made = []
     for age, proc in zip((300, 200, 100), procs, strict=True):
         assert proc.returncode == 0, proc.stderr
         made.append(json.loads(proc.stdout)["artifacts"][0]["image_id"])
         with fake.world.lock:  # Glance times have second resolution: make the order certain
             fake.world.images[made[-1]]["created_at"] = now_iso(-age)
-    listed = run_factory([FACTORY, "images", "openstack", "list", "--json"], os_env)
+    prune = [FACTORY, "images", "openstack", "prune", "--keep", "1", "--name-prefix", "k3os-a-"]
+    listed, dry = run_together(  # both only look
+        ([FACTORY, "images", "openstack", "list", "--json"], os_env),
+        ([*prune, "--dry-run"], os_env),
+    )
     rows = json.loads(listed.stdout)
     assert [r["name"] for r in rows] == ["other-1", "k3os-a-2", "k3os-a-1"]
     assert all(r["region"] == "RegionOne" for r in rows)  # and never the Ubuntu source images
-    dry = run_factory(
-        [FACTORY, "images", "openstack", "prune", "--keep", "1", "--name-prefix", "k3os-a-", "--dry-run"],
-        os_env,
-    )
     assert dry.returncode == 0 and made[0] in dry.stdout and made[0] in fake.world.images
-    proc = run_factory(
-        [FACTORY, "images", "openstack", "prune", "--keep", "1", "--name-prefix", "k3os-a-"], os_env
-    )
+    proc = run_factory(prune, os_env)
     assert proc.returncode == 0, proc.stderr
     assert made[0] not in fake.world.images and made[1] in fake.world.images and made[2] in fake.world.images
 
@@ -106,12 +101,7 @@ def test_images_list_and_prune(fake: FakeOpenStackApi, os_env: dict[str, str], t
 def test_whoami_with_password_and_with_an_application_credential(
     fake: FakeOpenStackApi, os_env: dict[str, str]
 ) -> None:
-    proc = run_factory([FACTORY, "whoami", "openstack", "--json"], os_env)
-    assert proc.returncode == 0, proc.stderr
-    who = json.loads(proc.stdout)
     project = fake.world.project
-    assert who["project"] == project.name and who["project_id"] == project.id
-    assert who["user"] == f"{project.user_name} ({project.user_id})" and who["region"] == "RegionOne"
     env = {
         k: v for k, v in os_env.items() if not k.startswith("OS_") or k in ("OS_AUTH_URL", "OS_REGION_NAME")
     }
@@ -120,7 +110,13 @@ def test_whoami_with_password_and_with_an_application_credential(
         OS_APPLICATION_CREDENTIAL_ID=project.app_cred_id,
         OS_APPLICATION_CREDENTIAL_SECRET=project.app_cred_secret,
     )
-    proc = run_factory([FACTORY, "whoami", "openstack", "--json"], env)
+    whoami = [FACTORY, "whoami", "openstack", "--json"]
+    proc, by_app_cred = run_together((whoami, os_env), (whoami, env))
+    assert proc.returncode == 0, proc.stderr
+    who = json.loads(proc.stdout)
+    assert who["project"] == project.name and who["project_id"] == project.id
+    assert who["user"] == f"{project.user_name} ({project.user_id})" and who["region"] == "RegionOne"
+    proc = by_app_cred
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["project_id"] == project.id
     assert project.app_cred_secret not in proc.stdout + proc.stderr
@@ -137,10 +133,12 @@ def test_whoami_with_clouds_yaml(fake: FakeOpenStackApi, os_env: dict[str, str],
     )
     env = {k: v for k, v in os_env.items() if not k.startswith("OS_")}
     env["OS_CLIENT_CONFIG_FILE"] = str(config)
-    proc = run_factory([FACTORY, "whoami", "openstack", "--os-cloud", "fakecloud", "--json"], env)
+    proc, missing = run_together(
+        ([FACTORY, "whoami", "openstack", "--os-cloud", "fakecloud", "--json"], env),
+        ([FACTORY, "whoami", "openstack", "--os-cloud", "nope"], env),
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["project"] == project.name
-    missing = run_factory([FACTORY, "whoami", "openstack", "--os-cloud", "nope"], env)
     assert missing.returncode == 2 and "nope" in missing.stderr and missing.stderr.count("\n") == 1
 
 
