@@ -23,7 +23,6 @@ from tests.gcp.conftest import (
     Outcome,
     Run,
     bake_args,
-    interrupt_when,
     labelled,
     run_concurrently,
 )
@@ -74,6 +73,14 @@ RUNS = {
     "bad-config": Run(lambda tmp: bake_args(tmp, "--config", _with_file(tmp, "bad.yaml", BAD_CONFIG))),
     "bad-tag": Run(lambda tmp: bake_args(tmp, "--tag", "Team=x")),
     "dry-run": Run(lambda tmp: bake_args(tmp, "--dry-run", "--tag", "a=b", "--image-family", "k3os")),
+    **{
+        sig.name: Run(
+            lambda tmp: bake_args(tmp, "--name", "k3os-sig"),
+            _hang,
+            interrupt=("wait-stopped: waiting", sig, 0.0),
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    },
 }
 
 
@@ -163,13 +170,9 @@ def test_dry_run_creates_nothing(runs: dict[str, Outcome]) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_while_waiting_deletes_builder(
-    fake: FakeGcp, factory_env: dict[str, str], tmp_path: Path, sig: signal.Signals
-) -> None:
-    _hang(fake)
-    rc, out, err = interrupt_when(
-        bake_args(tmp_path, "--name", "k3os-sig"), factory_env, "wait-stopped: waiting", sig
-    )
+def test_signal_while_waiting_deletes_builder(runs: dict[str, Outcome], sig: signal.Signals) -> None:
+    fake, proc, tmp_path = runs[sig.name].fake, runs[sig.name].proc, runs[sig.name].tmp
+    rc, err = proc.returncode, proc.stderr
     assert rc == 128 + sig, err
     assert f"interrupted by {sig.name}" in err and "all temporary resources removed" in err
     assert labelled(fake) == NOTHING
