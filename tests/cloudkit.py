@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +225,22 @@ def run_each(
         return Outcome(fake, subprocess.CompletedProcess(args, rc, out, err), tmp, prepared)
 
     return run_concurrently({name: functools.partial(one, name) for name in runs}, workers)
+
+
+def runs_fixture(
+    runs: Mapping[str, Run[F]],
+    new_fake: Callable[[], F],
+    make_env: Callable[[F, Path], dict[str, str]],
+    name: str = "runs",
+    workers: int = 8,
+) -> Any:
+    """A module-scoped fixture called ``name``: the outcomes of :func:`run_each` over ``runs``, the
+    fakes stopped afterwards. Assign it in the test module (``runs = runs_fixture(RUNS, ...)``)."""
+
+    @pytest.fixture(scope="module", name=name)
+    def outcomes() -> Iterator[dict[str, Outcome[F]]]:
+        results = run_each(runs, new_fake, make_env, workers)
+        yield results
+        stop_fakes(results)
+
+    return outcomes

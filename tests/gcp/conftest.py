@@ -4,8 +4,10 @@ and a runner for the real ``factory`` console script."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,8 +28,8 @@ STATE_LABEL = "k3os-factory-state"
 PROJECT = "fake-project"
 
 
-@pytest.fixture(scope="session")
-def sa_key() -> bytes:
+@functools.cache
+def session_key() -> bytes:
     """One throwaway RSA key (PEM) for the session's service-account files (keygen is slow)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -36,6 +38,12 @@ def sa_key() -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+@pytest.fixture(scope="session")
+def sa_key() -> bytes:
+    """The :func:`session_key`."""
+    return session_key()
 
 
 def make_env(fake: FakeGcp, directory: Path, key_pem: bytes) -> dict[str, str]:
@@ -96,9 +104,12 @@ def labelled(fake: FakeGcp, bake_id: str | None = None) -> dict[str, list[str]]:
 NOTHING: dict[str, list[str]] = {"instances": [], "disks": [], "images": []}
 
 
-def run_concurrently(
-    runs: dict[str, Run[FakeGcp]], key_pem: bytes, workers: int = 4
-) -> dict[str, Outcome[FakeGcp]]:
-    """Run each console script against its own fake, ``workers`` at a time (the SDK import dominates
-    each run's CPU time, so this keeps the suite fast). The caller stops the fakes."""
-    return cloudkit.run_each(runs, new_fake, lambda fake, tmp: make_env(fake, tmp, key_pem), workers)
+def gcp_env(fake: FakeGcp, directory: Path) -> dict[str, str]:
+    """:func:`make_env` with the :func:`session_key`."""
+    return make_env(fake, directory, session_key())
+
+
+def gcp_runs(runs: dict[str, Run[FakeGcp]], name: str = "runs") -> Any:
+    """A module fixture ``name`` with the outcomes of ``runs``, each against its own fake, 4 at a time
+    (the SDK import dominates each run's CPU time); see :func:`tests.cloudkit.runs_fixture`."""
+    return cloudkit.runs_fixture(runs, new_fake, gcp_env, name=name, workers=4)

@@ -1,19 +1,17 @@
 """End-to-end ``factory bake gcp`` runs of the real console script against the fake Compute API.
 
-The runs that need no interaction start together (:func:`run_concurrently`), each against its own
+The runs start together (:func:`tests.gcp.conftest.gcp_runs`), each against its own
 fake; each test then checks one of them."""
 
 from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.gcp_api import FakeGcp
-from tests.cloudkit import stop_fakes
 from tests.gcp.conftest import (
     BAKE_LABEL,
     NOTHING,
@@ -23,8 +21,8 @@ from tests.gcp.conftest import (
     Outcome,
     Run,
     bake_args,
+    gcp_runs,
     labelled,
-    run_concurrently,
 )
 
 pytestmark = pytest.mark.cloud
@@ -84,12 +82,7 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs(sa_key: bytes) -> Iterator[dict[str, Outcome]]:
-    """All of :data:`RUNS`, finished."""
-    results = run_concurrently(RUNS, sa_key)
-    yield results
-    stop_fakes(results)
+runs = gcp_runs(RUNS)
 
 
 def test_bake_produces_labelled_image_and_removes_builder(runs: dict[str, Outcome]) -> None:

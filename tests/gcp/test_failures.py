@@ -5,22 +5,21 @@ the suite fast; each is then checked by its own test."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.gcp_api import FakeGcp
-from tests.cloudkit import stop_fakes
 from tests.gcp.conftest import (
     FACTORY,
     NOTHING,
     Outcome,
     Run,
     bake_args,
+    gcp_runs,
     labelled,
-    run_concurrently,
     run_factory,
 )
 
@@ -72,16 +71,13 @@ SCENARIOS = {
 }
 
 
-@pytest.fixture(scope="module")
-def outcomes(sa_key: bytes) -> Iterator[dict[str, Outcome]]:
-    """Every scenario's bake, run concurrently against its own fake."""
-    runs = {
+outcomes = gcp_runs(
+    {
         name: Run(lambda tmp: bake_args(tmp, "--name", "k3os-fail"), prepare=scenario.inject)
         for name, scenario in SCENARIOS.items()
-    }
-    results = run_concurrently(runs, sa_key)
-    yield results
-    stop_fakes(results)
+    },
+    name="outcomes",
+)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from factory.fakes.gcp_api import FakeGcp
 from factory.fakes.gcp_auth import write_service_account_file
 from factory.journal import Journal
-from tests.cloudkit import run_together, stop_fakes
+from tests.cloudkit import run_together
 from tests.gcp.conftest import (
     BAKE_LABEL,
     FACTORY,
@@ -21,8 +20,8 @@ from tests.gcp.conftest import (
     Outcome,
     Run,
     bake_args,
+    gcp_runs,
     labelled,
-    run_concurrently,
     run_factory,
 )
 
@@ -145,12 +144,7 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs(sa_key: bytes) -> Iterator[dict[str, Outcome]]:
-    """All of :data:`RUNS`, finished."""
-    results = run_concurrently(RUNS, sa_key)
-    yield results
-    stop_fakes(results)
+runs = gcp_runs(RUNS)
 
 
 def test_whoami(runs: dict[str, Outcome]) -> None:

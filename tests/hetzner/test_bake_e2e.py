@@ -7,13 +7,12 @@ import base64
 import json
 import secrets
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.hetzner_api import FakeHetznerApi
-from tests.cloudkit import Outcome, Run, run_each, secret_config_text, stop_fakes
+from tests.cloudkit import Outcome, Run, runs_fixture, secret_config_text
 from tests.hetzner.conftest import (
     BAKE_LABEL,
     SECRETS,
@@ -112,12 +111,7 @@ RUNS: dict[str, Run[FakeHetznerApi]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, Outcome[FakeHetznerApi]]]:
-    """All of :data:`RUNS` (each against its own fake), run concurrently; each test checks one."""
-    results = run_each(RUNS, new_fake, hz_environment)
-    yield results
-    stop_fakes(results)
+runs = runs_fixture(RUNS, new_fake, hz_environment)
 
 
 def test_bake_makes_a_labelled_snapshot_and_deletes_the_builder(

@@ -5,12 +5,12 @@ own fake API) to keep the suite fast; each case is still its own test."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from factory.fakes.hetzner_api import FakeHetznerApi
-from tests.cloudkit import Outcome, Run, run_each, stop_fakes
+from tests.cloudkit import Outcome, Run, runs_fixture
 from tests.hetzner.conftest import BAKE_LABEL, STATE_LABEL, bake_args, hz_environment, new_fake
 
 pytestmark = pytest.mark.cloud
@@ -56,12 +56,7 @@ RUNS: dict[str, Run[FakeHetznerApi]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def outcomes() -> Iterator[dict[str, Outcome[FakeHetznerApi]]]:
-    """Every faulty bake of :data:`RUNS`, run concurrently (each against its own fake)."""
-    results = run_each(RUNS, new_fake, hz_environment)
-    yield results
-    stop_fakes(results)
+outcomes = runs_fixture(RUNS, new_fake, hz_environment, name="outcomes")
 
 
 @pytest.mark.parametrize(("route", "after", "code"), FAULTS, ids=[f[0] for f in FAULTS])

@@ -8,14 +8,14 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from factory.fakes.openstack_api import FakeOpenStackApi
-from tests.cloudkit import Outcome, Run, run_each, secret_config_text, stop_fakes
+from tests.cloudkit import Outcome, Run, runs_fixture, secret_config_text
 from tests.openstack.conftest import BAKE_KEY, SECRETS, STATE_KEY, bake_args, new_fake, os_environment
 
 pytestmark = pytest.mark.cloud
@@ -120,12 +120,7 @@ RUNS: dict[str, Run[FakeOpenStackApi]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def runs() -> Iterator[dict[str, Outcome[FakeOpenStackApi]]]:
-    """All of :data:`RUNS` (each against its own fake cloud), run concurrently; each test checks one."""
-    results = run_each(RUNS, new_fake, os_environment)
-    yield results
-    stop_fakes(results)
+runs = runs_fixture(RUNS, new_fake, os_environment)
 
 
 def test_happy_path_makes_a_labelled_image_and_deletes_the_builder(

@@ -4,13 +4,13 @@ against its own fake cloud) to keep the suite fast; each case is still its own t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from factory.fakes.openstack_api import FakeOpenStackApi
-from tests.cloudkit import Outcome, Run, run_each, stop_fakes
+from tests.cloudkit import Outcome, Run, runs_fixture
 from tests.openstack.conftest import BAKE_KEY, bake_args, new_fake, os_environment
 
 pytestmark = pytest.mark.cloud
@@ -63,12 +63,7 @@ RUNS: dict[str, Run[FakeOpenStackApi]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def outcomes() -> Iterator[dict[str, Outcome[FakeOpenStackApi]]]:
-    """Every bake of :data:`RUNS`, run concurrently (each against its own fake cloud)."""
-    results = run_each(RUNS, new_fake, os_environment)
-    yield results
-    stop_fakes(results)
+outcomes = runs_fixture(RUNS, new_fake, os_environment, name="outcomes")
 
 
 @pytest.mark.parametrize(("route", "after", "status", "extra"), FAULTS, ids=IDS)
