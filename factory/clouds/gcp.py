@@ -8,13 +8,22 @@ Labels: GCE label keys allow no ``:``, so ``k3os-factory:bake-id`` becomes ``k3o
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import re
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from factory.clouds import gcp_client
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
 from factory.clouds.common import TAKEOVER_PHASE_TIMEOUTS, builder_spec, gc_poll_seconds
 from factory.pipeline import Step, UsageError
+
+if TYPE_CHECKING:
+    from factory.clouds import gcp_client
+
+#: what ``pip install 'k3os-factory[gcp]'`` brings; checked (not imported) when this module loads, so
+#: ``factory bake gcp`` usage errors and ``--dry-run`` do not pay the SDK's import (over a CPU second)
+SDK_MODULES = ("google.auth", "google.api_core", "google.cloud.compute_v1", "requests")
+PROJECT_ENVS = ("CLOUDSDK_CORE_PROJECT", "GOOGLE_CLOUD_PROJECT")
 
 DEFAULT_ZONE = "us-central1-a"
 DEFAULT_MACHINE_TYPE = {"amd64": "e2-small", "arm64": "t2a-standard-1"}
@@ -27,6 +36,33 @@ _MACHINE = re.compile(r"^[a-z0-9][-a-z0-9]{1,62}$")
 _LOCATION = re.compile(r"^[a-z0-9][-a-z0-9]{0,62}$")
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def _require_sdk() -> None:
+    """Fail this module's import as a missing SDK does (:func:`factory.clouds.base.load_backend` turns
+    that into "needs the Python package"), without importing the SDK."""
+    for module in SDK_MODULES:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+
+_require_sdk()
+
+
+def _sdk() -> Any:
+    """:mod:`factory.clouds.gcp_client` (and with it the SDK), imported on first use."""
+    from factory.clouds import gcp_client
+
+    return gcp_client
+
+
+def env_project() -> str | None:
+    """The project named by the environment (``CLOUDSDK_CORE_PROJECT``, ``GOOGLE_CLOUD_PROJECT``)."""
+    for name in PROJECT_ENVS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
 
 
 def check_labels(tags: dict[str, str]) -> None:
@@ -61,7 +97,7 @@ class GcpBackend(CloudBackend):
     def clients(self, args: argparse.Namespace) -> gcp_client.Clients:
         """The clients for ``args.project`` (made once)."""
         if self._clients is None:
-            self._clients = gcp_client.Clients(getattr(args, "project", None))
+            self._clients = _sdk().Clients(getattr(args, "project", None))
         return self._clients
 
     def add_common_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -120,7 +156,7 @@ class GcpBackend(CloudBackend):
         if not 10 <= args.disk_size <= 2000:
             raise UsageError("--disk-size must be between 10 and 2000 GB")
         check_labels(request.tags)
-        project = args.project or gcp_client.env_project()
+        project = args.project or env_project()
         if project and not _PROJECT.match(project):
             raise UsageError(f"project {project!r} is not a GCP project id")
         self._userdata = self._render_userdata(request)
@@ -145,14 +181,14 @@ class GcpBackend(CloudBackend):
 
     def whoami(self, args: argparse.Namespace) -> dict[str, str]:
         """``projects.get``: cheap, authenticated, and proves the project is reachable."""
-        clients = self.clients(args)
+        clients, sdk = self.clients(args), _sdk()
         try:
-            project = gcp_client.retry_call(lambda: clients.projects().get(project=clients.project))
+            project = sdk.retry_call(lambda: clients.projects().get(project=clients.project))
         except Exception as exc:
-            usage = gcp_client.credentials_error(exc)
+            usage = sdk.credentials_error(exc)
             if usage:
                 raise usage from None
-            if gcp_client.is_not_found(exc):
+            if sdk.is_not_found(exc):
                 raise UsageError(f"GCP project {clients.project!r} not found or not visible") from None
             raise
         return {
@@ -164,7 +200,7 @@ class GcpBackend(CloudBackend):
 
     def is_transient(self, exc: BaseException) -> bool:
         """Rate limits, 5xx and connection errors are polled again."""
-        return gcp_client.is_transient(exc)
+        return bool(_sdk().is_transient(exc))
 
     def bake_steps(self, args: argparse.Namespace, request: BakeRequest) -> list[Step]:
         """See :class:`factory.clouds.gcp_steps.GcpBake`."""
@@ -174,7 +210,7 @@ class GcpBackend(CloudBackend):
 
     def plan_resources(self, args: argparse.Namespace, request: BakeRequest) -> list[str]:
         """What ``--dry-run`` says will be created."""
-        project = args.project or gcp_client.env_project() or "(from the credentials)"
+        project = args.project or env_project() or "(from the credentials)"
         return [
             f"instance k3os-builder-{request.bake_id} ({args.machine_type}, {args.zone}) "
             "+ its boot disk [temporary]",

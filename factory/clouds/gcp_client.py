@@ -28,11 +28,11 @@ import requests
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
+from factory.clouds.gcp import env_project
 from factory.pipeline import BAKE_ID_TAG, CREATED_TAG, STATE_TAG, UsageError
 
 T = TypeVar("T")
 ENDPOINT_ENV = "FACTORY_GCP_ENDPOINT"
-PROJECT_ENVS = ("CLOUDSDK_CORE_PROJECT", "GOOGLE_CLOUD_PROJECT")
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 CLEANUP_WAIT_S = 600.0
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "backendError"})
@@ -54,15 +54,6 @@ def base_labels(bake_id: str, user_tags: dict[str, str], state: str | None = Non
     if state:
         labels[STATE_LABEL] = state
     return labels
-
-
-def env_project() -> str | None:
-    """The project named by the environment (``CLOUDSDK_CORE_PROJECT``, ``GOOGLE_CLOUD_PROJECT``)."""
-    for name in PROJECT_ENVS:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value
-    return None
 
 
 def credentials_error(exc: BaseException) -> UsageError | None:

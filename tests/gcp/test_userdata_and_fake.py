@@ -7,6 +7,8 @@ import argparse
 import base64
 import gzip
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -88,3 +90,40 @@ def test_validate_refuses_bad_flags_offline(flags: list[str], message: str) -> N
     with pytest.raises(UsageError, match=message):
         backend.validate(args, build_request(args, backend))
     assert backend._clients is None  # no credentials looked up, no client made
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_loading_the_backend_does_not_import_the_sdk() -> None:
+    # usage errors and validation come before any API call: they must not pay the SDK's import
+    proc = _python(
+        "import sys\n"
+        "from factory.clouds.base import load_backend\n"
+        "load_backend('gcp')\n"
+        "heavy = ('google.cloud.compute_v1', 'google.api_core', 'google.auth', 'requests')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_a_missing_sdk_is_a_usage_error_naming_the_extra() -> None:
+    proc = _python(
+        "import importlib.abc, sys\n"
+        "class Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'google.cloud.compute_v1':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from factory.clouds.base import load_backend\n"
+        "from factory.pipeline import UsageError\n"
+        "try:\n"
+        "    load_backend('gcp')\n"
+        "except UsageError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "needs the Python package 'google.cloud.compute_v1'" in proc.stdout
+    assert "pip install 'k3os-factory[gcp]'" in proc.stdout
