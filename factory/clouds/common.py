@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from factory.clouds.base import BakeRequest, GcItem
 from factory.journal import read_journals
@@ -18,6 +18,7 @@ from factory.pipeline import STATE_COMPLETE, UsageError
 if TYPE_CHECKING:
     from image_base.builder import BuilderSpec
 
+T = TypeVar("T")
 POLL_ENV = "FACTORY_POLL_SECONDS"
 #: default deadline per phase of a takeover bake (builder runs, powers itself off, image, builder
 #: deleted); a backend adds its own phases (``{**TAKEOVER_PHASE_TIMEOUTS, "finish": 300.0}``)
@@ -72,6 +73,20 @@ def age_seconds(created: object) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, time.time() - when.timestamp())
+
+
+def retry_transient(
+    call: Callable[[], T], is_transient: Callable[[BaseException], bool], deadline: float, poll_s: float
+) -> T:
+    """``call()``, again every ``poll_s`` seconds while it raises an error ``is_transient`` accepts and
+    the monotonic ``deadline`` has not passed (then the error is raised)."""
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(poll_s)
 
 
 def running_bake_ids(cloud: str) -> set[str]:

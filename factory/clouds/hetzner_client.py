@@ -15,14 +15,17 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import requests
 from hcloud import APIException, Client
 from hcloud.images import Image
 from hcloud.servers import Server
 
+from factory.clouds import common
 from factory.pipeline import UsageError
+
+T = TypeVar("T")
 
 TOKEN_ENV = "HCLOUD_TOKEN"
 ENDPOINT_ENV = "HCLOUD_ENDPOINT"
@@ -123,15 +126,9 @@ def base_labels(bake_id: str, user_tags: dict[str, str], state: str | None = Non
     return labels
 
 
-def retry_transient(func: Callable[[], Any], deadline: float, poll_s: float) -> Any:
+def retry_transient(func: Callable[[], T], deadline: float, poll_s: float) -> T:
     """Call ``func`` until it does not raise a transient error or ``deadline`` (monotonic) passed."""
-    while True:
-        try:
-            return func()
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(poll_s)
+    return common.retry_transient(func, is_transient, deadline, poll_s)
 
 
 def rid(value: int | None) -> int:

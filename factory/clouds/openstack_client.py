@@ -13,14 +13,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import keystoneauth1.exceptions as ks_exc
 import openstack
 import openstack.connection
 import openstack.exceptions as os_exc
 
+from factory.clouds import common
 from factory.pipeline import BAKE_ID_TAG, CREATED_TAG, STATE_TAG, UsageError
+
+T = TypeVar("T")
 
 BAKE_ID_KEY = BAKE_ID_TAG
 STATE_KEY = STATE_TAG
@@ -145,15 +149,9 @@ def credentials_error(exc: BaseException) -> UsageError | None:
     return None
 
 
-def retry_transient(call: Any, deadline: float, poll_s: float) -> Any:
+def retry_transient(call: Callable[[], T], deadline: float, poll_s: float) -> T:
     """``call()``, retried on transient errors until ``deadline`` (monotonic)."""
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(poll_s)
+    return common.retry_transient(call, is_transient, deadline, poll_s)
 
 
 def delete_server(
