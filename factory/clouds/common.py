@@ -48,6 +48,17 @@ def builder_spec(request: BakeRequest) -> BuilderSpec:
         raise UsageError(f"builder user data: {exc}") from None
 
 
+def bake_labels(
+    keys: tuple[str, str, str], bake_id: str, user_tags: dict[str, str], created: str, state: str | None
+) -> dict[str, str]:
+    """The labels (tags, metadata) every resource of a bake carries: the user's ``--tag`` pairs, then
+    ``keys`` = (bake-id key, created key, state key) in the cloud's spelling; the state only if given."""
+    labels = {**user_tags, keys[0]: bake_id, keys[1]: created}
+    if state:
+        labels[keys[2]] = state
+    return labels
+
+
 def gc_poll_seconds(*, strict: bool = False) -> float:
     """Poll interval outside a bake (gc, image deletes): ``$FACTORY_POLL_SECONDS`` as for bakes (at
     least 0.05 s), else 2 s. A value that is not a number counts as unset, or with ``strict`` is a

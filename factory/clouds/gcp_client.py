@@ -28,6 +28,7 @@ import requests
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
 
+from factory.clouds.common import bake_labels
 from factory.clouds.gcp import env_project
 from factory.pipeline import BAKE_ID_TAG, CREATED_TAG, STATE_TAG, UsageError
 
@@ -50,10 +51,8 @@ STATE_LABEL = label_key(STATE_TAG)
 
 def base_labels(bake_id: str, user_tags: dict[str, str], state: str | None = None) -> dict[str, str]:
     """Labels every resource of a bake carries: user tags, bake id, creation time (epoch seconds)."""
-    labels = {**user_tags, BAKE_ID_LABEL: bake_id, CREATED_LABEL: str(int(time.time()))}
-    if state:
-        labels[STATE_LABEL] = state
-    return labels
+    keys = (BAKE_ID_LABEL, CREATED_LABEL, STATE_LABEL)
+    return bake_labels(keys, bake_id, user_tags, str(int(time.time())), state)
 
 
 def credentials_error(exc: BaseException) -> UsageError | None:

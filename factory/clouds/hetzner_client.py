@@ -120,10 +120,8 @@ def label_problem(key: str, value: str) -> str | None:
 
 def base_labels(bake_id: str, user_tags: dict[str, str], state: str | None = None) -> dict[str, str]:
     """Labels every resource of a bake carries: the user's ``--tag``s, bake id, creation time, state."""
-    labels = {**user_tags, BAKE_ID_LABEL: bake_id, CREATED_LABEL: str(int(time.time()))}
-    if state:
-        labels[STATE_LABEL] = state
-    return labels
+    keys = (BAKE_ID_LABEL, CREATED_LABEL, STATE_LABEL)
+    return common.bake_labels(keys, bake_id, user_tags, str(int(time.time())), state)
 
 
 def retry_transient(func: Callable[[], T], deadline: float, poll_s: float) -> T:

@@ -192,9 +192,5 @@ def delete_image(conn: openstack.connection.Connection, image_id: str, timeout_s
 
 def base_metadata(bake_id: str, tags: dict[str, str], state: str | None = None) -> dict[str, str]:
     """The user's tags plus the factory's keys (bake id, creation time in UTC, optional state)."""
-    meta = dict(tags)
-    meta[BAKE_ID_KEY] = bake_id
-    meta[CREATED_KEY] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if state:
-        meta[STATE_KEY] = state
-    return meta
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return common.bake_labels((BAKE_ID_KEY, CREATED_KEY, STATE_KEY), bake_id, tags, created, state)
