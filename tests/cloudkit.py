@@ -51,7 +51,8 @@ def secret_config_text() -> str:
 
 @pytest.fixture
 def secret_config(tmp_path: Path) -> Path:
-    """The :func:`secret_config_text` config as a file of the test's own."""
+    """The :func:`secret_config_text` config as a file of the test's own (import it into a conftest to
+    use it as a fixture; ``tests/aws`` has its own copy of this one still)."""
     path = tmp_path / "config.yaml"
     path.write_text(secret_config_text())
     return path

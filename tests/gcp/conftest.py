@@ -19,9 +19,7 @@ from tests.cloudkit import FACTORY as FACTORY
 from tests.cloudkit import SECRETS as SECRETS
 from tests.cloudkit import Outcome as Outcome
 from tests.cloudkit import Run as Run
-from tests.cloudkit import interrupt_when as interrupt_when
 from tests.cloudkit import run_factory as run_factory
-from tests.cloudkit import secret_config as secret_config
 
 BAKE_LABEL = "k3os-factory-bake-id"
 STATE_LABEL = "k3os-factory-state"

@@ -15,9 +15,7 @@ from factory.fakes.openstack_state import World
 from tests import cloudkit
 from tests.cloudkit import FACTORY as FACTORY
 from tests.cloudkit import SECRETS as SECRETS
-from tests.cloudkit import interrupt_when as interrupt_when
 from tests.cloudkit import run_factory as run_factory
-from tests.cloudkit import secret_config as secret_config
 
 BAKE_KEY = "k3os-factory:bake-id"
 STATE_KEY = "k3os-factory:state"
