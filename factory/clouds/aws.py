@@ -12,6 +12,7 @@ from factory.clouds.aws_gc import Sweep, forget_finished_journals, remove_leftov
 from factory.clouds.aws_preflight import check_bake_targets
 from factory.clouds.aws_steps import AwsBake
 from factory.clouds.base import BakeRequest, CloudBackend, GcItem
+from factory.clouds.common import builder_spec
 from factory.pipeline import BAKE_ID_TAG, STATE_COMPLETE, STATE_TAG, Step, UsageError
 
 USERDATA_LIMIT = 16 * 1024
@@ -159,18 +160,14 @@ class AwsBackend(CloudBackend):
 
     @staticmethod
     def _render_userdata(request: BakeRequest) -> bytes:
-        from image_base.builder import BuilderSpec, BuilderSpecError, render_builder_userdata
+        from image_base.builder import BuilderSpecError, render_builder_userdata
 
         try:
-            spec = BuilderSpec(
-                iso_url=request.iso_url or "",
-                iso_sha256=request.iso_sha256 or "",
-                config_yaml=request.config_yaml,
-                insecure_skip_checksum=request.insecure_skip_checksum,
-            )
-            data = render_builder_userdata(spec)
+            data = render_builder_userdata(builder_spec(request))
         except BuilderSpecError as exc:
             raise UsageError(f"builder user data: {exc}".replace("iso_url", "--iso-url")) from None
+        except UsageError as exc:  # the spec itself: common.builder_spec's message, in our option names
+            raise UsageError(str(exc).replace("iso_url", "--iso-url")) from None
         if len(data) > USERDATA_LIMIT:
             raise UsageError(f"builder user data is {len(data)} bytes, over EC2's {USERDATA_LIMIT} limit")
         return data

@@ -15,16 +15,15 @@ security groups (DependencyViolation retried) -> key pairs.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 import botocore.exceptions
 
 from factory.clouds import aws_api
 from factory.clouds.base import GcItem
+from factory.clouds.common import age_seconds, remove_in_order
 from factory.journal import JournalState, read_journals
 from factory.pipeline import BAKE_ID_TAG, CREATED_TAG, STATE_COMPLETE, STATE_TAG
 
@@ -51,19 +50,7 @@ class Sweep:
 
 
 def _age(tags: dict[str, str], fallback: Any) -> float:
-    stamp: Any = tags.get(CREATED_TAG) or fallback
-    if not stamp:
-        return float("inf")
-    if isinstance(stamp, str):
-        try:
-            stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            return float("inf")
-    if isinstance(stamp, datetime):
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-        return max(0.0, time.time() - float(stamp.timestamp()))
-    return float("inf")
+    return age_seconds(tags.get(CREATED_TAG) or fallback)
 
 
 def sweep(main_region: str, explicit_region: bool, ec2_for: Callable[[str], EC2Client]) -> Sweep:
@@ -130,19 +117,18 @@ def _remove_one(ec2: EC2Client, item: GcItem) -> None:
 
 def remove_leftovers(ec2_for: Callable[[str], EC2Client], items: list[GcItem], out: TextIO) -> list[GcItem]:
     """Remove ``items`` in dependency order; print one line each; return the ones that failed."""
-    failed: list[GcItem] = []
-    for item in sorted(items, key=lambda i: ORDER.index(i.kind)):
+
+    def remove(item: GcItem) -> bool:
         try:
             _remove_one(ec2_for(item.region), item)
-        except (botocore.exceptions.ClientError, TimeoutError) as exc:
+        except botocore.exceptions.ClientError as exc:
             if aws_api.is_not_found(exc):
-                print(f"gone     {item.kind} {item.id} ({item.region})", file=out)
-                continue
-            print(f"FAILED   {item.kind} {item.id} ({item.region}): {exc}", file=out)
-            failed.append(item)
-            continue
-        print(f"removed  {item.kind} {item.id} ({item.region}) bake {item.bake_id}", file=out)
-    return failed
+                return False
+            raise
+        return True
+
+    errors = (botocore.exceptions.ClientError, TimeoutError)
+    return remove_in_order(items, ORDER, remove, str, out, errors=errors)
 
 
 def forget_finished_journals(done: Sweep, removed: list[GcItem]) -> list[str]:
