@@ -6,10 +6,6 @@ from __future__ import annotations
 import http.client
 import http.server
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -22,11 +18,14 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-FACTORY = shutil.which("factory", path=str(Path(sys.executable).parent)) or "factory"
+from factory.fakes import httpfake
+from tests import cloudkit
+from tests.cloudkit import secret_config
+
+__all__ = ["secret_config"]  # a fixture of the aws tests
+
 BAKE_TAG = "k3os-factory:bake-id"
-ISO_SHA = "a" * 64
 REGION = "us-east-1"
-SECRETS = ("Pa55-w0rd-XYZZY", "K10-t0ken-PLUGH", "w1f1-PASSPHRASE-frotz")
 
 ERROR_XML = (
     '<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
@@ -34,15 +33,15 @@ ERROR_XML = (
 )
 
 
-@dataclass
-class Fault:
-    """Answer ``times`` calls of an action with this AWS error (``times`` < 0: always)."""
+class Fault(httpfake.Fault):
+    """Answer ``times`` calls of an action with this AWS error (``times`` < 0: always), after letting
+    ``after`` calls through; the counting is :class:`factory.fakes.httpfake.Fault`'s."""
 
-    code: str
-    status: int = 400
-    times: int = -1
-    after: int = 0
-    hits: int = 0
+    def __init__(self, code: str, status: int = 400, times: int = -1, after: int = 0) -> None:
+        """The AWS error ``code`` with HTTP ``status``; ``times`` and ``after`` as for every fake."""
+        super().__init__(times=times, after=after)
+        self.code = code
+        self.status = status
 
 
 @dataclass
@@ -79,12 +78,7 @@ class FaultProxy:
                 proxy.params.append({k: v[0] for k, v in query.items()})
                 proxy.times.append(time.monotonic())
                 fault = proxy.faults.get(name)
-                if fault and fault.after > 0:
-                    fault.after -= 1
-                    fault = None
-                if fault and fault.times != 0:
-                    fault.times -= 1
-                    fault.hits += 1
+                if fault and fault.due():
                     payload = ERROR_XML.format(code=fault.code, message="injected", n=fault.hits).encode()
                     self.send_response(fault.status)
                     self.send_header("Content-Type", "text/xml")
@@ -244,79 +238,21 @@ def guest(aws: FaultProxy) -> Iterator[Guest]:
 
 @pytest.fixture
 def factory_env(aws: FaultProxy, tmp_path: Path) -> dict[str, str]:
-    """Environment for the ``factory`` subprocess: through the proxy, dummy credentials, own state dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FACTORY_"))}
-    env.update(
+    """Environment for the ``factory`` subprocess: through the proxy, dummy credentials, own state dir
+    (poll interval 0.2 s: moto answers slower than the other fakes)."""
+    return cloudkit.factory_env(
+        tmp_path,
+        ("AWS_",),
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
         AWS_ENDPOINT_URL=aws.url,
         AWS_MAX_ATTEMPTS="4",
-        FACTORY_STATE_DIR=str(tmp_path / "state"),
         FACTORY_POLL_SECONDS="0.2",
-        HOME=str(tmp_path),
     )
-    return env
-
-
-@pytest.fixture
-def secret_config(tmp_path: Path) -> Path:
-    """A valid k3OS config with a password, a token and a wifi passphrase."""
-    path = tmp_path / "config.yaml"
-    path.write_text(
-        "hostname: baked\n"
-        "k3os:\n"
-        f"  password: {SECRETS[0]}\n"
-        f"  token: {SECRETS[1]}\n"
-        "  wifi:\n"
-        f"    - name: home\n      passphrase: {SECRETS[2]}\n"
-    )
-    return path
 
 
 def bake_args(tmp_path: Path, *extra: str) -> list[str]:
-    """A ``factory bake aws`` command line with the ISO options and a per-test manifest."""
-    return [
-        FACTORY,
-        "bake",
-        "aws",
-        "--iso-url",
-        "https://example.invalid/k3os.iso",
-        "--iso-sha256",
-        ISO_SHA,
-        "--source-ami",
-        source_ami(),
-        "--manifest",
-        str(tmp_path / "manifest.json"),
-        *extra,
-    ]
-
-
-def run_factory(
-    args: list[str], env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run the console script to completion."""
-    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def interrupt_when(
-    args: list[str], env: dict[str, str], marker: str, sig: signal.Signals, timeout: float = 60
-) -> tuple[int, str, str]:
-    """Start the console script, send ``sig`` once ``marker`` shows on stderr, return (rc, out, err)."""
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None and proc.stdout is not None
-    err_lines: list[str] = []
-    sent = False
-    deadline = time.monotonic() + timeout
-    for line in proc.stderr:
-        err_lines.append(line)
-        if not sent and marker in line:
-            proc.send_signal(sig)
-            sent = True
-        if time.monotonic() > deadline:
-            proc.kill()
-            break
-    out = proc.stdout.read()
-    rc = proc.wait(timeout=timeout)
-    assert sent, "marker never printed:\n" + "".join(err_lines)
-    return rc, out, "".join(err_lines)
+    """A ``factory bake aws`` command line with the ISO options, moto's source AMI and a per-test
+    manifest."""
+    return cloudkit.bake_args("aws", tmp_path, "--source-ami", source_ami(), *extra)

@@ -8,18 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws.conftest import (
-    BAKE_TAG,
-    REGION,
-    SECRETS,
-    FaultProxy,
-    Guest,
-    bake_args,
-    ec2,
-    interrupt_when,
-    run_factory,
-    tagged,
-)
+from tests.aws.conftest import BAKE_TAG, REGION, FaultProxy, Guest, bake_args, ec2, tagged
+from tests.cloudkit import SECRETS, interrupt_when, run_factory
 
 pytestmark = pytest.mark.cloud
 

@@ -13,19 +13,8 @@ from pathlib import Path
 import pytest
 
 from factory.clouds.aws_steps import is_ubuntu_lts
-from tests.aws.conftest import (
-    FACTORY,
-    REGION,
-    SECRETS,
-    FaultProxy,
-    Guest,
-    bake_args,
-    ec2,
-    interrupt_when,
-    run_factory,
-    source_ami,
-    tagged,
-)
+from tests.aws.conftest import REGION, FaultProxy, Guest, bake_args, ec2, source_ami, tagged
+from tests.cloudkit import FACTORY, SECRETS, interrupt_when, run_factory
 
 pytestmark = pytest.mark.cloud
 EMPTY = {"instances": [], "images": [], "snapshots": [], "volumes": []}

@@ -9,18 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws.conftest import (
-    FACTORY,
-    REGION,
-    Fault,
-    FaultProxy,
-    Guest,
-    bake_args,
-    ec2,
-    interrupt_when,
-    run_factory,
-    tagged,
-)
+from tests.aws.conftest import REGION, Fault, FaultProxy, Guest, bake_args, ec2, tagged
+from tests.cloudkit import FACTORY, interrupt_when, run_factory
 
 pytestmark = pytest.mark.cloud
 EMPTY = {"instances": [], "images": [], "snapshots": [], "volumes": []}

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.aws.conftest import BAKE_TAG, FACTORY, FaultProxy, ec2, run_factory, source_ami, tagged
+from tests.aws.conftest import BAKE_TAG, FaultProxy, ec2, source_ami, tagged
+from tests.cloudkit import FACTORY, run_factory
 
 pytestmark = pytest.mark.cloud
 STATE = "k3os-factory:state"
