@@ -11,7 +11,7 @@ APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap packer genisoimage xorriso
 	dosfstools mtools grub-pc-bin grub-efi-amd64-bin grub-common grub2-common squashfs-tools e2fsprogs fdisk \
 	parted cloud-init cpio zstd debian-archive-keyring busybox-static kmod
 
-.PHONY: help deps apt venv test test-fast lint typecheck bench bake iso base e2e clean
+.PHONY: help deps apt venv test test-fast lint typecheck bench bake iso base clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

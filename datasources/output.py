@@ -134,6 +134,10 @@ def _remove_ours(output_dir: str, keep: Sequence[str]) -> None:
         except OSError as exc:
             errors.append(OSError(exc.errno, exc.strerror, path))
     _remove_leftover_temporaries(output_dir)
+    if not any(rel.startswith(SSH_DIR + "/") for rel in keep):
+        # Our ssh/ directory goes with its last file; rmdir leaves it when someone else's files are in it.
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(output_dir, SSH_DIR))
     if errors:
         raise errors[0]
 

@@ -102,6 +102,20 @@ def test_stale_files_are_removed_and_others_untouched(
     assert left == ["mine.txt", "ssh/other_keys"]
 
 
+def test_nothing_detected_leaves_no_empty_ssh_dir(
+    emulators: StartEmulator, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    emu = emulators("aws", userdata=b"ud", ssh_keys=[KEY])
+    assert (
+        run_cli("fetch", "aws", "--output", str(out), env={**base_env, url_env("aws"): emu.url}).returncode
+        == 0
+    )
+    assert (out / "ssh" / "authorized_keys").exists()
+    assert run_cli("fetch", "aws", "--output", str(out), env=base_env).returncode == 1
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
