@@ -1,6 +1,7 @@
-"""Helpers shared by the cloud backends' end-to-end tests (``tests/{gcp,openstack,hetzner}``; written so
-``tests/aws`` can adopt them too): the ``factory`` console script, its command line and environment,
-running it to completion, signalling it at a marker, and running independent runs concurrently.
+"""Helpers shared by the cloud backends' end-to-end tests (``tests/{gcp,openstack,hetzner}``; ``tests/aws``
+uses the command line, environment, runs and signals): the ``factory`` console script, its command line
+and environment, running it to completion, signalling it at a marker, and running independent runs
+concurrently.
 
 Each cloud's ``conftest.py`` keeps only what is its own: the fake API fixture and the credentials that
 point the real SDK at it (see :func:`factory_env`)."""
@@ -52,7 +53,7 @@ def secret_config_text() -> str:
 @pytest.fixture
 def secret_config(tmp_path: Path) -> Path:
     """The :func:`secret_config_text` config as a file of the test's own (import it into a conftest to
-    use it as a fixture; ``tests/aws`` has its own copy of this one still)."""
+    use it as a fixture, as ``tests/aws`` does)."""
     path = tmp_path / "config.yaml"
     path.write_text(secret_config_text())
     return path

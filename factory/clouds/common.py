@@ -1,4 +1,4 @@
-"""Pieces the cloud backends share (gcp, openstack, hetzner; written so aws can adopt them too): the
+"""Pieces the cloud backends share (gcp, openstack, hetzner; aws uses the spec, ages, removal order): the
 builder spec of a bake request, the poll interval outside a bake, and the two halves of ``factory gc``
 (collecting leftovers of bakes not running here, removing them in a safe order). No cloud SDK here."""
 
