@@ -72,7 +72,9 @@ class Clients:
         UsageError for an unknown ``AWS_PROFILE`` or no region at all."""
         try:
             self.session = boto3.session.Session()
-            self.region = region or self.session.region_name or ""
+            # AWS_REGION is what the other AWS SDKs and the CLI v2 read first; botocore reads only
+            # AWS_DEFAULT_REGION (and the profile), so honour AWS_REGION here or it silently does nothing.
+            self.region = region or os.environ.get("AWS_REGION") or self.session.region_name or ""
         except botocore.exceptions.BotoCoreError as exc:
             usage = credentials_error(exc)
             if usage is None:

@@ -120,6 +120,15 @@ def test_whoami(aws: FaultProxy, factory_env: dict[str, str]) -> None:
     assert json.loads(proc.stdout)["account"] == "123456789012"
 
 
+def test_region_from_aws_region_alone(aws: FaultProxy, factory_env: dict[str, str]) -> None:
+    """AWS_REGION must take effect by itself (botocore reads only AWS_DEFAULT_REGION)."""
+    env = {k: v for k, v in factory_env.items() if k != "AWS_DEFAULT_REGION"}
+    env["AWS_REGION"] = "eu-west-1"
+    proc = run_factory([FACTORY, "whoami", "aws", "--json"], env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["region"] == "eu-west-1"
+
+
 def test_missing_credentials_exit_2(aws: FaultProxy, factory_env: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in factory_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     env.update(AWS_EC2_METADATA_DISABLED="true", AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
