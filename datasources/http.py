@@ -35,7 +35,7 @@ DEFAULT_MAX_BYTES = 16 * 1024 * 1024 + 1
 USER_AGENT = "k3os-factory-datasources/0.1"
 _ssl_context: ssl.SSLContext | None = None
 
-__all__ = ["BodyTooLarge", "Response", "TransportError", "get", "remaining", "request", "split_url"]
+__all__ = ["BodyTooLarge", "Response", "TransportError", "remaining", "request", "split_url"]
 
 
 def _classify(exc: BaseException) -> TransportError:
@@ -167,8 +167,3 @@ def request(
             return resp
         time.sleep(wait)
         delay = min(delay * 2, 1.0)
-
-
-def get(url: str, *, deadline: float, headers: Mapping[str, str] | None = None, **kw: object) -> Response:
-    """``request("GET", ...)``."""
-    return request("GET", url, deadline=deadline, headers=headers, **kw)  # type: ignore[arg-type]
