@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
+from factory.pipeline import EXIT_USAGE
+
 COMMAND_MODULES: tuple[str, ...] = (
     "factory.commands.bake",
     "factory.commands.gc",
@@ -23,12 +25,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "factory.commands.verify",
     "factory.commands.packer",
 )
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 
 def build_parser() -> argparse.ArgumentParser:
